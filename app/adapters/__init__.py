@@ -1,0 +1,1 @@
+"""Adapters: one implementation of a port per external system."""

@@ -1,0 +1,192 @@
+"""The embedded TransferStore on SQLite (single process, for development)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from app.adapters.sqlite_util import SqliteDatabase
+from app.domain.cursor import decode_cursor, encode_cursor
+from app.domain.transfer import AccountType, AuditEntry, Status, Transfer
+from app.ports.store import HistoryPage, IdempotencyClaim, TransferStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transfers (
+    request_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, asset TEXT NOT NULL,
+    from_type TEXT NOT NULL, to_type TEXT NOT NULL, amount TEXT NOT NULL,
+    status TEXT NOT NULL, failure_reason TEXT, idempotency_key TEXT,
+    fingerprint TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_by_user ON transfers (user_id, request_id DESC);
+CREATE INDEX IF NOT EXISTS open_transfers ON transfers (status, request_id)
+    WHERE status IN ('requesting', 'pending');
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id INTEGER NOT NULL, key TEXT NOT NULL, request_id INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL, PRIMARY KEY (user_id, key)
+);
+CREATE TABLE IF NOT EXISTS audit_trail (
+    request_id INTEGER NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
+    actor TEXT NOT NULL, from_status TEXT, to_status TEXT NOT NULL, reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_transfer ON audit_trail (request_id, seq);
+"""
+
+
+def _row_to_transfer(row: sqlite3.Row) -> Transfer:
+    return Transfer(
+        request_id=row["request_id"],
+        user_id=row["user_id"],
+        asset=row["asset"],
+        from_type=AccountType(row["from_type"]),
+        to_type=AccountType(row["to_type"]),
+        amount=int(row["amount"]),
+        status=Status(row["status"]),
+        failure_reason=row["failure_reason"],
+        idempotency_key=row["idempotency_key"],
+        fingerprint=row["fingerprint"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+class SqliteTransferStore(TransferStore):
+    def __init__(self, path: str) -> None:
+        self._db = SqliteDatabase(path, "store", _SCHEMA)
+
+    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
+        with self._db.transaction() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO idempotency_keys (user_id, key, request_id, fingerprint) VALUES (?, ?, ?, ?)",
+                (user_id, key, claim.request_id, claim.fingerprint),
+            ).rowcount
+            if inserted:
+                return None
+            row = conn.execute(
+                "SELECT request_id, fingerprint FROM idempotency_keys WHERE user_id = ? AND key = ?",
+                (user_id, key),
+            ).fetchone()
+        return IdempotencyClaim(request_id=row["request_id"], fingerprint=row["fingerprint"])
+
+    def insert(self, transfer: Transfer) -> bool:
+        with self._db.transaction() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO transfers (request_id, user_id, asset, from_type, to_type,"
+                " amount, status, failure_reason, idempotency_key, fingerprint, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    transfer.request_id,
+                    transfer.user_id,
+                    transfer.asset,
+                    transfer.from_type.value,
+                    transfer.to_type.value,
+                    str(transfer.amount),
+                    transfer.status.value,
+                    transfer.failure_reason,
+                    transfer.idempotency_key,
+                    transfer.fingerprint,
+                    transfer.created_at.isoformat(),
+                    transfer.updated_at.isoformat(),
+                ),
+            ).rowcount
+            if inserted:
+                self._audit(conn, transfer.request_id, transfer.created_at, "api", None, transfer.status, "accepted")
+        return bool(inserted)
+
+    def _audit(
+        self,
+        conn: sqlite3.Connection,
+        request_id: int,
+        at: datetime,
+        actor: str,
+        from_status: Status | None,
+        to_status: Status,
+        reason: str,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit_trail (request_id, at, actor, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            (request_id, at.isoformat(), actor, from_status.value if from_status else None, to_status.value, reason),
+        )
+
+    def get(self, request_id: int) -> Transfer | None:
+        with self._db.reading() as conn:
+            row = conn.execute("SELECT * FROM transfers WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else _row_to_transfer(row)
+
+    def transition(
+        self,
+        transfer: Transfer,
+        target: Status,
+        *,
+        actor: str,
+        reason: str,
+        now: datetime,
+        failure_reason: str | None = None,
+    ) -> Transfer | None:
+        moved = transfer.moved_to(target, now, failure_reason)
+        with self._db.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE transfers SET status = ?, failure_reason = ?, updated_at = ?"
+                " WHERE request_id = ? AND status = ?",
+                (target.value, failure_reason, now.isoformat(), transfer.request_id, transfer.status.value),
+            ).rowcount
+            if not changed:
+                return None
+            self._audit(conn, transfer.request_id, now, actor, transfer.status, target, reason)
+        return moved
+
+    def history(
+        self,
+        user_id: int,
+        limit: int,
+        cursor: str | None = None,
+        status: Status | None = None,
+        asset: str | None = None,
+    ) -> HistoryPage:
+        clauses, params = ["user_id = ?"], [user_id]
+        if cursor is not None:
+            clauses.append("request_id < ?")
+            params.append(decode_cursor(cursor))
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if asset is not None:
+            clauses.append("asset = ?")
+            params.append(asset)
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM transfers WHERE {' AND '.join(clauses)} ORDER BY request_id DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        items = [_row_to_transfer(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].request_id) if len(rows) > limit else None
+        return HistoryPage(items=items, next_cursor=next_cursor)
+
+    def open_transfers(self, limit: int = 1000) -> list[Transfer]:
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT * FROM transfers WHERE status IN ('requesting', 'pending') ORDER BY request_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row_to_transfer(row) for row in rows]
+
+    def audit_trail(self, request_id: int) -> list[AuditEntry]:
+        with self._db.reading() as conn:
+            rows = conn.execute("SELECT * FROM audit_trail WHERE request_id = ? ORDER BY seq", (request_id,)).fetchall()
+        return [
+            AuditEntry(
+                request_id=row["request_id"],
+                at=datetime.fromisoformat(row["at"]),
+                actor=row["actor"],
+                from_status=Status(row["from_status"]) if row["from_status"] else None,
+                to_status=Status(row["to_status"]),
+                reason=row["reason"],
+            )
+            for row in rows
+        ]
+
+    def ping(self) -> None:
+        with self._db.reading() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,1 @@
+"""HTTP entrypoints: thin blueprints over the service layer."""

@@ -1,0 +1,110 @@
+"""Marshmallow schemas: request validation and the OpenAPI description."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from app.domain.transfer import Status
+
+_DECIMAL = {"type": "string", "pattern": r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", "example": "100.00000000"}
+
+
+class AccountRefSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    # Left as raw strings here so the domain can answer with its own codes
+    # (INVALID_ACCOUNT_TYPE, UNSUPPORTED_ASSET) rather than a generic one.
+    account_type = fields.String(required=True, metadata={"enum": ["funding", "spot"]})
+    asset = fields.String(required=True, metadata={"example": "USDT"})
+    user_id = fields.Integer(strict=True, load_default=None, allow_none=True)
+
+
+class TransferRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    from_account = fields.Nested(AccountRefSchema, required=True)
+    to_account = fields.Nested(AccountRefSchema, required=True)
+    # Raw, so a JSON number reaches the domain and is refused as INVALID_AMOUNT.
+    amount = fields.Raw(required=True, metadata=_DECIMAL)
+
+
+class AccountViewSchema(Schema):
+    account_type = fields.String()
+    asset = fields.String()
+    user_id = fields.Integer()
+
+
+class TransferSchema(Schema):
+    request_id = fields.String(metadata={"description": "Snowflake id, as a decimal string"})
+    from_account = fields.Nested(AccountViewSchema)
+    to_account = fields.Nested(AccountViewSchema)
+    amount = fields.String(metadata=_DECIMAL)
+    status = fields.String(metadata={"enum": [s.value for s in Status]})
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.String(metadata={"format": "date-time"})
+    updated_at = fields.String(metadata={"format": "date-time"})
+
+
+class HistoryQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(load_default=None)
+    status = fields.String(load_default=None, validate=validate.OneOf([s.value for s in Status]))
+    asset = fields.String(load_default=None)
+
+
+class HistorySchema(Schema):
+    items = fields.List(fields.Nested(TransferSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class BalanceSchema(Schema):
+    asset = fields.String()
+    account_type = fields.String()
+    available = fields.String(metadata=_DECIMAL)
+    locked = fields.String(metadata=_DECIMAL)
+
+
+class BalancesSchema(Schema):
+    balances = fields.List(fields.Nested(BalanceSchema))
+
+
+class AssetSchema(Schema):
+    symbol = fields.String()
+    decimals = fields.Integer()
+    min_amount = fields.String(metadata=_DECIMAL)
+    max_amount = fields.String(metadata=_DECIMAL)
+
+
+class AssetsSchema(Schema):
+    assets = fields.List(fields.Nested(AssetSchema))
+
+
+class DepositRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    user_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    asset = fields.String(required=True)
+    amount = fields.Raw(required=True, metadata=_DECIMAL)
+
+
+class DepositSchema(Schema):
+    deposit_id = fields.String()
+    user_id = fields.Integer()
+    asset = fields.String()
+    amount = fields.String(metadata=_DECIMAL)
+
+
+class ApiErrorBodySchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+
+
+class ApiErrorSchema(Schema):
+    error = fields.Nested(ApiErrorBodySchema)

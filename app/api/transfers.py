@@ -1,0 +1,88 @@
+"""The user's internal transfers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api.auth import authenticated, current_principal
+from app.api.container import container
+from app.api.idempotency import idempotency_key
+from app.api.presenters import transfer_view
+from app.api.schemas import (
+    ApiErrorSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    TransferRequestSchema,
+    TransferSchema,
+)
+from app.domain.errors import ValidationFailed
+from app.domain.transfer import Status
+from app.services.transfers import build_command
+
+blp = Blueprint(
+    "internal_transfer",
+    __name__,
+    url_prefix="/api/v1/user/internal_transfer",
+    description="Move an asset between your own funding and spot accounts.",
+)
+
+
+@blp.route("")
+class InternalTransfers(MethodView):
+    decorators = [authenticated]
+
+    @blp.arguments(TransferRequestSchema)
+    @blp.response(202, TransferSchema, description="Accepted: funds are locked, the engine is asked.")
+    @blp.alt_response(200, schema=TransferSchema, description="A replay of an Idempotency-Key.")
+    @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid request.")
+    @blp.alt_response(422, schema=ApiErrorSchema, description="INSUFFICIENT_BALANCE; recorded as failed.")
+    @blp.alt_response(409, schema=ApiErrorSchema, description="IDEMPOTENCY_KEY_REUSED.")
+    @blp.alt_response(503, schema=ApiErrorSchema, description="DEPENDENCY_UNAVAILABLE; retry.")
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        services = container()
+        command = build_command(
+            services.catalog,
+            current_principal().user_id,
+            body["from_account"],
+            body["to_account"],
+            body["amount"],
+        )
+        result = services.transfers.submit(command, idempotency_key())
+        location = url_for("internal_transfer.get_transfer", request_id=str(result.transfer.request_id))
+        status = 200 if result.replayed else 202
+        return transfer_view(result.transfer, services.catalog), status, {"Location": location}
+
+
+@blp.route("/history")
+@blp.arguments(HistoryQuerySchema, location="query")
+@blp.response(200, HistorySchema)
+@authenticated
+def history(query: dict[str, Any]) -> dict[str, Any]:
+    services = container()
+    page = services.transfers.history(
+        current_principal().user_id,
+        query["limit"],
+        query["cursor"],
+        Status(query["status"]) if query["status"] else None,
+        query["asset"],
+    )
+    return {
+        "items": [transfer_view(t, services.catalog) for t in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@blp.route("/<request_id>", endpoint="get_transfer")
+@blp.response(200, TransferSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+@authenticated
+def get_transfer(request_id: str) -> dict[str, Any]:
+    if not request_id.isdigit() or len(request_id) > 20:
+        raise ValidationFailed("request_id must be a decimal string")
+    services = container()
+    transfer = services.transfers.get_for_user(current_principal().user_id, int(request_id))
+    return transfer_view(transfer, services.catalog)

@@ -1,0 +1,116 @@
+"""The composition root: builds every adapter and service from Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+from app.config import PROJECT_ROOT, Settings
+from app.domain.assets import AssetCatalog
+from app.domain.ids import SnowflakeGenerator, process_worker_id
+from app.ports.bus import TransferBus
+from app.ports.ledger import Ledger
+from app.ports.store import TransferStore
+from app.services.accounts import AccountService
+from app.services.recovery import RecoveryPolicy, RecoveryService
+from app.services.transfers import TransferService
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_path(url: str) -> str:
+    """sqlite:///var/store.db is under the project; sqlite:////abs/path is absolute."""
+    path = url.split("://", 1)[1].removeprefix("/")
+    if path == ":memory:" or Path(path).is_absolute():
+        return path
+    return str(PROJECT_ROOT / path)
+
+
+def make_store(url: str) -> TransferStore:
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from app.adapters.sqlite_store import SqliteTransferStore
+
+        return SqliteTransferStore(_sqlite_path(url))
+    if scheme == "cassandra":
+        from app.adapters.cassandra_store import CassandraTransferStore
+
+        return CassandraTransferStore.from_url(url)
+    raise ValueError(f"STORE_URL scheme {scheme!r} is not supported")
+
+
+def make_ledger(url: str) -> Ledger:
+    scheme = urlparse(url).scheme
+    if scheme == "embedded":
+        from app.adapters.embedded_ledger import EmbeddedLedger
+
+        return EmbeddedLedger(_sqlite_path(url))
+    if scheme == "tigerbeetle":
+        from app.adapters.tigerbeetle_ledger import TigerBeetleLedger
+
+        return TigerBeetleLedger.from_url(url)
+    raise ValueError(f"LEDGER_URL scheme {scheme!r} is not supported")
+
+
+def make_bus(url: str) -> TransferBus:
+    scheme = urlparse(url).scheme
+    if scheme == "inprocess":
+        from app.adapters.inprocess_bus import InProcessBus
+
+        return InProcessBus()
+    if scheme == "kafka":
+        from app.adapters.kafka_bus import KafkaTransferBus
+
+        return KafkaTransferBus.from_url(url)
+    raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
+
+
+@dataclass
+class Container:
+    settings: Settings
+    catalog: AssetCatalog
+    store: TransferStore
+    ledger: Ledger
+    bus: TransferBus
+    transfers: TransferService
+    accounts: AccountService
+    recovery: RecoveryService
+
+    def close(self) -> None:
+        for adapter in (self.bus, self.ledger, self.store):
+            try:
+                adapter.close()
+            except Exception:
+                log.exception("closing %s failed", type(adapter).__name__)
+
+
+def build(
+    settings: Settings,
+    *,
+    store: TransferStore | None = None,
+    ledger: Ledger | None = None,
+    bus: TransferBus | None = None,
+) -> Container:
+    catalog = AssetCatalog.from_file(settings.assets_file)
+    ids = SnowflakeGenerator(process_worker_id())
+    store = store or make_store(settings.store_url)
+    ledger = ledger or make_ledger(settings.ledger_url)
+    bus = bus or make_bus(settings.bus_url)
+    transfers = TransferService(store, ledger, bus, catalog, ids)
+    policy = RecoveryPolicy(
+        requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
+        resend_after=timedelta(seconds=settings.resend_after_seconds),
+    )
+    return Container(
+        settings=settings,
+        catalog=catalog,
+        store=store,
+        ledger=ledger,
+        bus=bus,
+        transfers=transfers,
+        accounts=AccountService(ledger, catalog, ids),
+        recovery=RecoveryService(transfers, policy),
+    )

@@ -1,0 +1,53 @@
+"""Settings, all from the environment. Defaults give the embedded backends."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEV_JWT_SECRET = "dev-only-secret-do-not-use-in-production"  # noqa: S105 - public by design, warned about
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_url: str = field(default_factory=lambda: _env("STORE_URL", "sqlite:///var/store.db"))
+    ledger_url: str = field(default_factory=lambda: _env("LEDGER_URL", "embedded:///var/ledger.db"))
+    bus_url: str = field(default_factory=lambda: _env("BUS_URL", "inprocess://"))
+    jwt_secret: str = field(default_factory=lambda: _env("JWT_SECRET", ""))
+    assets_file: str = field(default_factory=lambda: _env("ASSETS_FILE", str(PROJECT_ROOT / "app" / "assets.toml")))
+    scanner_interval_seconds: float = field(default_factory=lambda: float(_env("SCANNER_INTERVAL_SECONDS", "5")))
+    requesting_grace_seconds: float = field(default_factory=lambda: float(_env("REQUESTING_GRACE_SECONDS", "30")))
+    resend_after_seconds: float = field(default_factory=lambda: float(_env("RESEND_AFTER_SECONDS", "30")))
+    # "auto": run the settlement consumer, scanner (and, on the in-process
+    # bus, the reference engine) inside the web process in embedded mode only.
+    background_workers: str = field(default_factory=lambda: _env("BACKGROUND_WORKERS", "auto"))
+    engine_reject_suffix: str = field(default_factory=lambda: _env("REFERENCE_ENGINE_REJECT_SUFFIX", ""))
+
+    @property
+    def embedded_bus(self) -> bool:
+        return self.bus_url.startswith("inprocess:")
+
+    @property
+    def runs_background_workers(self) -> bool:
+        if self.background_workers == "auto":
+            return self.embedded_bus
+        return self.background_workers.lower() in ("1", "true", "yes")
+
+    def effective_jwt_secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        log.warning(
+            "!!! JWT_SECRET is not set: using the well-known development secret. "
+            "Anyone can mint tokens. Never run like this in production. !!!"
+        )
+        return DEV_JWT_SECRET

@@ -1,0 +1,1 @@
+"""The domain model: no I/O lives here."""

@@ -1,0 +1,87 @@
+"""Amounts as integers of an asset's smallest unit; decimal strings only at the edges.
+
+No float is ever involved: parsing is done on the string's digits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.domain.errors import ValidationFailed
+
+_PLAIN_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class Asset:
+    symbol: str
+    decimals: int
+    min_units: int
+    max_units: int
+    ledger: int
+
+    def parse(self, text: object, *, bounded: bool = True) -> int:
+        return parse_amount(text, self, bounded=bounded)
+
+    def format(self, units: int) -> str:
+        return format_units(units, self.decimals)
+
+
+def parse_amount(text: object, asset: Asset, *, bounded: bool = True) -> int:
+    """Turn a client's decimal string into minor units, refusing anything ambiguous.
+
+    `bounded` applies the asset's transfer limits (deposits are not transfers).
+    """
+    if not isinstance(text, str):
+        raise ValidationFailed("amount must be a decimal string", code="INVALID_AMOUNT")
+    match = _PLAIN_DECIMAL.match(text)
+    if match is None:
+        raise ValidationFailed(
+            'amount must be a plain positive decimal string such as "100.5"',
+            code="INVALID_AMOUNT",
+        )
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > asset.decimals:
+        # Trailing zeros beyond the precision are still refused: the client
+        # must not believe the service keeps digits it does not.
+        raise ValidationFailed(
+            f"{asset.symbol} has {asset.decimals} decimals",
+            code="INVALID_PRECISION",
+            decimals=asset.decimals,
+        )
+    units = int(whole + fraction.ljust(asset.decimals, "0"))
+    if units == 0:
+        raise ValidationFailed("amount must be greater than zero", code="INVALID_AMOUNT")
+    if not bounded:
+        return units
+    if units < asset.min_units:
+        raise ValidationFailed(
+            f"amount is below the minimum {asset.format(asset.min_units)}",
+            code="AMOUNT_TOO_SMALL",
+            min_amount=asset.format(asset.min_units),
+        )
+    if units > asset.max_units:
+        raise ValidationFailed(
+            f"amount is above the maximum {asset.format(asset.max_units)}",
+            code="AMOUNT_TOO_LARGE",
+            max_amount=asset.format(asset.max_units),
+        )
+    return units
+
+
+def parse_config_amount(text: str, decimals: int) -> int:
+    """Parse an amount from trusted configuration (no min/max applies)."""
+    match = _PLAIN_DECIMAL.match(text)
+    if match is None or len(match.group(2) or "") > decimals:
+        raise ValueError(f"bad configured amount {text!r}")
+    return int(match.group(1) + (match.group(2) or "").ljust(decimals, "0"))
+
+
+def format_units(units: int, decimals: int) -> str:
+    """Minor units to a decimal string with exactly `decimals` places."""
+    sign = "-" if units < 0 else ""
+    digits = str(abs(units)).rjust(decimals + 1, "0")
+    if decimals == 0:
+        return sign + digits
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"

@@ -1,0 +1,137 @@
+"""The internal transfer and its state machine."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from app.domain.errors import IllegalTransition, ValidationFailed
+
+
+class AccountType(enum.StrEnum):
+    FUNDING = "funding"
+    SPOT = "spot"
+
+
+class Status(enum.StrEnum):
+    REQUESTING = "requesting"
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Status.SUCCESS, Status.FAILED)
+
+
+# Statuses only ever move forward.
+LEGAL_TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.REQUESTING: frozenset({Status.PENDING, Status.FAILED}),
+    Status.PENDING: frozenset({Status.SUCCESS, Status.FAILED}),
+    Status.SUCCESS: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+
+class FailureReason(enum.StrEnum):
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    REJECTED_BY_ENGINE = "REJECTED_BY_ENGINE"
+    NOT_LOCKED = "NOT_LOCKED"
+    VOIDED_BY_OPERATOR = "VOIDED_BY_OPERATOR"
+
+
+class Actor(enum.StrEnum):
+    API = "api"
+    SETTLEMENT = "settlement"
+    SCANNER = "scanner"
+    OPERATOR = "operator"
+
+
+def check_transition(current: Status, target: Status) -> None:
+    if target not in LEGAL_TRANSITIONS[current]:
+        raise IllegalTransition(
+            f"a transfer cannot move from {current.value} to {target.value}",
+            current=current.value,
+            target=target.value,
+        )
+
+
+@dataclass(frozen=True)
+class TransferCommand:
+    """A validated request to move `amount` units of `asset` between a user's accounts."""
+
+    user_id: int
+    asset: str
+    from_type: AccountType
+    to_type: AccountType
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.from_type == self.to_type:
+            raise ValidationFailed("from_account and to_account must differ", code="SAME_ACCOUNT")
+        if self.amount <= 0:
+            raise ValidationFailed("amount must be greater than zero", code="INVALID_AMOUNT")
+
+    def fingerprint(self) -> str:
+        """A digest of what the client asked for, to tell a replay from a key reuse."""
+        canonical = json.dumps([self.user_id, self.asset, self.from_type.value, self.to_type.value, str(self.amount)])
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Transfer:
+    request_id: int
+    user_id: int
+    asset: str
+    from_type: AccountType
+    to_type: AccountType
+    amount: int
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    failure_reason: str | None = None
+    idempotency_key: str | None = None
+    fingerprint: str = field(default="", compare=False)
+
+    @classmethod
+    def new(
+        cls,
+        request_id: int,
+        command: TransferCommand,
+        now: datetime,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
+        return cls(
+            request_id=request_id,
+            user_id=command.user_id,
+            asset=command.asset,
+            from_type=command.from_type,
+            to_type=command.to_type,
+            amount=command.amount,
+            status=Status.REQUESTING,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            fingerprint=command.fingerprint(),
+        )
+
+    def moved_to(self, target: Status, now: datetime, failure_reason: str | None = None) -> Transfer:
+        check_transition(self.status, target)
+        if target == Status.FAILED and not failure_reason:
+            raise ValueError("a failed transfer needs a failure reason")
+        return replace(self, status=target, updated_at=now, failure_reason=failure_reason)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One status change: who moved it, when, from where to where, and why."""
+
+    request_id: int
+    at: datetime
+    actor: str
+    from_status: Status | None
+    to_status: Status
+    reason: str

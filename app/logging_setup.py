@@ -1,0 +1,13 @@
+"""Process-wide logging: one line per record, to stderr."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
+    )

@@ -1,0 +1,1 @@
+"""Abstract ports: what the service layer needs from the outside world."""

@@ -1,0 +1,1 @@
+"""The service layer: orchestrates the domain and the ports."""

@@ -1,0 +1,156 @@
+"""Reconcile open transfers against the ledger, which is the truth.
+
+The scanner never voids on its own: only the engine's rejection or an
+operator does. It finishes what a crash left half-done and raises alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import Gauge
+
+from app.domain.transfer import Actor, FailureReason, Status, Transfer
+from app.ports.errors import DependencyUnavailable
+from app.ports.ledger import FenceOutcome, LedgerState
+from app.services.alerts import raise_alert
+from app.services.transfers import TransferService
+
+log = logging.getLogger("internal_transfer.scanner")
+
+OPEN_TRANSFERS = Gauge("internal_transfer_open", "Transfers not yet terminal", ["status"])
+OLDEST_PENDING = Gauge("internal_transfer_oldest_pending_seconds", "Age of the oldest pending transfer")
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    # A `requesting` transfer younger than this may still have a web request
+    # working on it; older ones are fenced and failed if they hold no lock.
+    requesting_grace: timedelta = timedelta(seconds=30)
+    resend_after: timedelta = timedelta(seconds=30)
+    warn_after: timedelta = timedelta(minutes=30)
+    critical_after: timedelta = timedelta(hours=2)
+    batch_size: int = 1000
+
+
+class RecoveryService:
+    def __init__(self, transfers: TransferService, policy: RecoveryPolicy | None = None) -> None:
+        self.transfers = transfers
+        self.policy = policy or RecoveryPolicy()
+        self._last_sent: dict[int, datetime] = {}
+        self._lock = threading.Lock()
+
+    def scan(self) -> Counter[str]:
+        """One pass over the open transfers. Returns what it did, by action."""
+        actions: Counter[str] = Counter()
+        now = self.transfers.clock()
+        open_transfers = self.transfers.store.open_transfers(self.policy.batch_size)
+        oldest_pending = 0.0
+        for transfer in open_transfers:
+            try:
+                actions[self.reconcile(transfer, now)] += 1
+            except DependencyUnavailable as exc:
+                actions[f"unavailable:{exc.backend}"] += 1
+                break
+            if transfer.status == Status.PENDING:
+                oldest_pending = max(oldest_pending, (now - transfer.created_at).total_seconds())
+        by_status = Counter(t.status.value for t in open_transfers)
+        for status in (Status.REQUESTING, Status.PENDING):
+            OPEN_TRANSFERS.labels(status=status.value).set(by_status.get(status.value, 0))
+        OLDEST_PENDING.set(oldest_pending)
+        log.info(json.dumps({"event": "scan", "looked_at": len(open_transfers), "actions": actions}, sort_keys=True))
+        return actions
+
+    def reconcile(self, transfer: Transfer, now: datetime) -> str:
+        service = self.transfers
+        asset = service.catalog.get(transfer.asset)
+        state = service.ledger.state_of(transfer, asset)
+        age = now - transfer.created_at
+        if transfer.status == Status.REQUESTING:
+            return self._reconcile_requesting(transfer, state, age, now)
+        if state == LedgerState.POSTED:
+            service.settle(transfer, Actor.SCANNER, "ledger shows the lock posted")
+            return "completed_success"
+        if state == LedgerState.VOIDED:
+            service.reject(
+                transfer, Actor.SCANNER, "ledger shows the lock voided", FailureReason.VOIDED_BY_OPERATOR.value
+            )
+            return "completed_failed"
+        if state in (LedgerState.ABSENT, LedgerState.FENCED):
+            raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, ledger=state.value)
+            return "mismatch"
+        self._alert_if_old(transfer, age)
+        if self._due_for_resend(transfer, now):
+            service.send_to_engine(transfer)
+            self._mark_sent(transfer, now)
+            return "resent"
+        return "waiting"
+
+    def _reconcile_requesting(self, transfer: Transfer, state: LedgerState, age: timedelta, now: datetime) -> str:
+        service = self.transfers
+        asset = service.catalog.get(transfer.asset)
+        if state == LedgerState.ABSENT:
+            if age < self.policy.requesting_grace:
+                return "waiting"
+            # Fence first: a web process stalled before its lock must never
+            # lock these funds after we have told the user it failed.
+            if service.ledger.fence(transfer, asset) == FenceOutcome.ALREADY_LOCKED:
+                state = LedgerState.PENDING
+            else:
+                state = LedgerState.FENCED
+        if state == LedgerState.FENCED:
+            service.store.transition(
+                transfer,
+                Status.FAILED,
+                actor=Actor.SCANNER.value,
+                reason="no lock found after the grace period; id fenced",
+                now=now,
+                failure_reason=FailureReason.NOT_LOCKED.value,
+            )
+            return "failed_not_locked"
+        if state in (LedgerState.POSTED, LedgerState.VOIDED):
+            # Resolved in the ledger while the store still said requesting.
+            pending = self._to_pending(transfer, now) or transfer
+            return self.reconcile(pending, now)
+        pending = self._to_pending(transfer, now)
+        if pending is not None:
+            service.send_to_engine(pending)
+            self._mark_sent(pending, now)
+        return "locked_sent"
+
+    def _to_pending(self, transfer: Transfer, now: datetime) -> Transfer | None:
+        return self.transfers.store.transition(
+            transfer, Status.PENDING, actor=Actor.SCANNER.value, reason="lock found in the ledger", now=now
+        )
+
+    def _due_for_resend(self, transfer: Transfer, now: datetime) -> bool:
+        with self._lock:
+            last = self._last_sent.get(transfer.request_id, transfer.updated_at)
+        return now - last >= self.policy.resend_after
+
+    def _mark_sent(self, transfer: Transfer, now: datetime) -> None:
+        with self._lock:
+            self._last_sent[transfer.request_id] = now
+            if len(self._last_sent) > 100_000:
+                self._last_sent.clear()
+
+    def _alert_if_old(self, transfer: Transfer, age: timedelta) -> None:
+        if age >= self.policy.critical_after:
+            raise_alert(
+                "transfer_pending_too_long",
+                "critical",
+                request_id=transfer.request_id,
+                age_seconds=int(age.total_seconds()),
+            )
+        elif age >= self.policy.warn_after:
+            raise_alert(
+                "transfer_pending_too_long",
+                "warning",
+                request_id=transfer.request_id,
+                age_seconds=int(age.total_seconds()),
+            )

@@ -1,0 +1,1 @@
+"""Kafka-facing entrypoints: the settlement consumer and the reference engine."""

@@ -1,0 +1,100 @@
+"""A reference balance engine, standing in for the exchange's own.
+
+It applies each request exactly once (deduplicated by request id) and
+answers it; a request it sees again gets the same answer again, which the
+settlement consumer treats as the harmless duplicate it is. It can be told
+to reject, so the reject path can be driven end to end:
+
+* `reject_suffix`: reject every request whose amount, in minor units,
+  ends with these digits (REFERENCE_ENGINE_REJECT_SUFFIX);
+* `reject(request_id)`: reject that one request.
+
+Run against Kafka with `python -m consumers.reference_engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from app.adapters.sqlite_util import SqliteDatabase
+from app.ports.bus import EngineRequest, EngineResult, TransferBus
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS applied (
+    request_id INTEGER PRIMARY KEY, outcome TEXT NOT NULL, reason TEXT,
+    times_seen INTEGER NOT NULL DEFAULT 1
+);
+"""
+
+
+class ReferenceEngine:
+    def __init__(self, bus: TransferBus, reject_suffix: str = "", db_path: str = ":memory:") -> None:
+        self.bus = bus
+        self.reject_suffix = reject_suffix
+        self._rejects: set[int] = set()
+        self._db = SqliteDatabase(db_path, "reference-engine", _SCHEMA)
+
+    def reject(self, request_id: int) -> None:
+        self._rejects.add(request_id)
+
+    def _decide(self, request: EngineRequest) -> tuple[str, str | None]:
+        if request.request_id in self._rejects:
+            return "rejected", "rejected on request"
+        if self.reject_suffix and str(request.amount_units).endswith(self.reject_suffix):
+            return "rejected", "reference engine reject rule"
+        return "confirmed", None
+
+    def handle(self, request: EngineRequest) -> None:
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT outcome, reason FROM applied WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+            if row is None:
+                outcome, reason = self._decide(request)
+                conn.execute(
+                    "INSERT INTO applied (request_id, outcome, reason) VALUES (?, ?, ?)",
+                    (request.request_id, outcome, reason),
+                )
+            else:
+                outcome, reason = row["outcome"], row["reason"]
+                conn.execute(
+                    "UPDATE applied SET times_seen = times_seen + 1 WHERE request_id = ?",
+                    (request.request_id,),
+                )
+        self.bus.publish_result(EngineResult(request.request_id, outcome, reason))
+
+    def applied(self) -> dict[int, str]:
+        """What the engine applied, by request id: each appears once, by construction."""
+        with self._db.reading() as conn:
+            rows = conn.execute("SELECT request_id, outcome FROM applied").fetchall()
+        return {row["request_id"]: row["outcome"] for row in rows}
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("reference engine started")
+        self.bus.consume_requests(self.handle, stop)
+
+
+def main() -> None:
+    import os
+
+    from app.bootstrap import make_bus
+    from app.config import Settings
+    from app.logging_setup import configure_logging
+
+    configure_logging()
+    settings = Settings()
+    bus = make_bus(settings.bus_url)
+    engine = ReferenceEngine(bus, settings.engine_reject_suffix, os.environ.get("REFERENCE_ENGINE_DB", ":memory:"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    engine.run(stop)
+    bus.close()
+
+
+if __name__ == "__main__":
+    main()

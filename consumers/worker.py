@@ -1,0 +1,70 @@
+"""Background work: the settlement consumer and the recovery scanner.
+
+`python -m consumers.worker` runs it as the Procfile's `worker` process; in
+embedded mode the web process runs the same thing in threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from app.bootstrap import Container
+from consumers.reference_engine import ReferenceEngine
+from consumers.settlement import SettlementConsumer
+from scheduler.recovery import start_scanner
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWorkers:
+    def __init__(self, container: Container, with_reference_engine: bool) -> None:
+        self.container = container
+        self.stop = threading.Event()
+        self.engine = (
+            ReferenceEngine(container.bus, container.settings.engine_reject_suffix) if with_reference_engine else None
+        )
+        self._threads: list[threading.Thread] = []
+        self._scheduler: BackgroundScheduler | None = None
+
+    def start(self) -> None:
+        consumer = SettlementConsumer(self.container.bus, self.container.transfers)
+        runners = [("settlement", consumer.run)]
+        if self.engine is not None:
+            runners.append(("reference-engine", self.engine.run))
+        for name, target in runners:
+            thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._scheduler = start_scanner(self.container.recovery, self.container.settings.scanner_interval_seconds)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+def main() -> None:
+    from app.bootstrap import build
+    from app.config import Settings
+    from app.logging_setup import configure_logging
+
+    configure_logging()
+    container = build(Settings())
+    workers = BackgroundWorkers(container, with_reference_engine=container.settings.embedded_bus)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    workers.start()
+    stopped.wait()
+    workers.shutdown()
+    container.close()
+
+
+if __name__ == "__main__":
+    main()

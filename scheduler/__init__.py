@@ -1,0 +1,1 @@
+"""The APScheduler entrypoint for the recovery scanner."""
