@@ -60,5 +60,21 @@ class InProcessBus(TransferBus):
                 timer.daemon = True
                 timer.start()
 
+    def deliver_queued(self, on_request: RequestHandler, on_result: ResultHandler) -> int:
+        """Hand every queued message to its handler on this thread; for tests and tools."""
+        delivered = 0
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                try:
+                    result = self._results.get_nowait()
+                except queue.Empty:
+                    return delivered
+                on_result(result)
+            else:
+                on_request(request)
+            delivered += 1
+
     def ping(self) -> None:
         return None

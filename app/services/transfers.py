@@ -113,11 +113,7 @@ class TransferService:
         claim = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=command.fingerprint())
         holder = self.store.claim_idempotency_key(command.user_id, idempotency_key, claim)
         if holder is None:
-            transfer = Transfer.new(claim.request_id, command, self.clock(), idempotency_key)
-            if not self.store.insert(transfer):
-                raise RuntimeError(f"request id {claim.request_id} was issued twice")
-            crash_point("after_store_insert")
-            return SubmitResult(self._lock_and_send(transfer), replayed=False)
+            return SubmitResult(self._record_and_lock(claim.request_id, command, idempotency_key), replayed=False)
         if holder.fingerprint != claim.fingerprint:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was already used with a different request",
@@ -126,13 +122,24 @@ class TransferService:
         existing = self.store.get(holder.request_id)
         if existing is not None:
             return SubmitResult(existing, replayed=True)
-        # The first attempt died between claiming the key and recording the
-        # transfer; nothing was locked (the lock needs the record), so this
-        # retry carries on with the request id the key names.
-        transfer = Transfer.new(holder.request_id, command, self.clock(), idempotency_key)
+        # The key is claimed but its transfer is not recorded: either the
+        # first attempt died in between (nothing was locked, the lock needs
+        # the record) or it is still running. Either way, carrying on with
+        # the request id the key names is safe: every step is idempotent.
+        return SubmitResult(self._record_and_lock(holder.request_id, command, idempotency_key), replayed=True)
+
+    def _record_and_lock(self, request_id: int, command: TransferCommand, idempotency_key: str) -> Transfer:
+        transfer = Transfer.new(request_id, command, self.clock(), idempotency_key)
         if not self.store.insert(transfer):
-            return SubmitResult(self._get_existing(holder.request_id), replayed=True)
-        return SubmitResult(self._lock_and_send(transfer), replayed=True)
+            existing = self._get_existing(request_id)
+            if existing.user_id != command.user_id or existing.fingerprint != command.fingerprint():
+                raise RuntimeError(f"request id {request_id} was issued twice")
+            transfer = existing  # a concurrent duplicate recorded it first
+        else:
+            crash_point("after_store_insert")
+        if transfer.status != Status.REQUESTING:
+            return transfer
+        return self._lock_and_send(transfer)
 
     def _insert_new(self, command: TransferCommand, idempotency_key: str | None) -> Transfer:
         while True:

@@ -1,0 +1,52 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+
+import pytest
+
+from app.config import PROJECT_ROOT
+from app.domain.assets import AssetCatalog
+from app.domain.money import Asset
+from app.domain.transfer import AccountType, Transfer, TransferCommand
+
+TEST_JWT_SECRET = "test-secret-" + "x" * 32
+
+
+def require_real_backends() -> bool:
+    """In `make test` the real backends are up, and their tests must not skip."""
+    return os.environ.get("REQUIRE_REAL_BACKENDS") == "1"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> AssetCatalog:
+    return AssetCatalog.from_file(PROJECT_ROOT / "app" / "assets.toml")
+
+
+@pytest.fixture(scope="session")
+def usdt(catalog: AssetCatalog) -> Asset:
+    return catalog.get("USDT")
+
+
+def random_user_id() -> int:
+    # Tests share real servers, so every test works on users of its own.
+    return secrets.randbelow(2**62) + 1
+
+
+def random_request_id() -> int:
+    return secrets.randbelow(2**62) + 1
+
+
+def make_transfer(
+    user_id: int,
+    amount: int,
+    asset: str = "USDT",
+    from_type: AccountType = AccountType.FUNDING,
+    request_id: int | None = None,
+) -> Transfer:
+    to_type = AccountType.SPOT if from_type == AccountType.FUNDING else AccountType.FUNDING
+    command = TransferCommand(user_id=user_id, asset=asset, from_type=from_type, to_type=to_type, amount=amount)
+    return Transfer.new(request_id or random_request_id(), command, datetime.now(UTC))

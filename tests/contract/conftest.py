@@ -1,0 +1,54 @@
+"""One fixture per port, parametrised over every implementation of it.
+
+The same contract tests run against each; an implementation whose server
+is not available here is skipped with a reason (and fails the run instead
+when REQUIRE_REAL_BACKENDS=1, as under `make test`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.adapters.embedded_ledger import EmbeddedLedger
+from app.adapters.inprocess_bus import InProcessBus
+from app.adapters.sqlite_store import SqliteTransferStore
+from app.ports.bus import TransferBus
+from app.ports.ledger import Ledger
+from app.ports.store import TransferStore
+
+LEDGERS = ["embedded"]
+STORES = ["sqlite"]
+BUSES = ["inprocess"]
+
+
+@pytest.fixture(params=LEDGERS)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "embedded":
+        implementation: Ledger = EmbeddedLedger(str(tmp_path / "ledger.db"))
+    else:
+        implementation = request.getfixturevalue(f"{request.param}_ledger")
+    yield implementation
+    implementation.close()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TransferStore]:
+    if request.param == "sqlite":
+        implementation: TransferStore = SqliteTransferStore(str(tmp_path / "store.db"))
+    else:
+        implementation = request.getfixturevalue(f"{request.param}_store")
+    yield implementation
+    implementation.close()
+
+
+@pytest.fixture(params=BUSES)
+def bus(request: pytest.FixtureRequest) -> Iterator[TransferBus]:
+    if request.param == "inprocess":
+        implementation: TransferBus = InProcessBus()
+    else:
+        implementation = request.getfixturevalue(f"{request.param}_bus")
+    yield implementation
+    implementation.close()

@@ -1,0 +1,66 @@
+"""The service wired to the embedded adapters, driven step by step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from app.adapters.embedded_ledger import EmbeddedLedger
+from app.adapters.inprocess_bus import InProcessBus
+from app.adapters.sqlite_store import SqliteTransferStore
+from app.domain.assets import AssetCatalog
+from app.domain.ids import SnowflakeGenerator
+from app.domain.transfer import AccountType, Transfer, TransferCommand
+from app.services.accounts import AccountService
+from app.services.recovery import RecoveryPolicy, RecoveryService
+from app.services.transfers import TransferService
+from consumers.reference_engine import ReferenceEngine
+from consumers.settlement import SettlementConsumer
+
+
+@dataclass
+class FakeClock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, catalog: AssetCatalog) -> None:
+        self.clock = FakeClock()
+        self.store = SqliteTransferStore(str(tmp_path / "store.db"))
+        self.ledger = EmbeddedLedger(str(tmp_path / "ledger.db"))
+        self.bus = InProcessBus()
+        ids = SnowflakeGenerator(1)
+        self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.clock)
+        self.accounts = AccountService(self.ledger, catalog, ids)
+        self.recovery = RecoveryService(self.transfers, RecoveryPolicy())
+        self.engine = ReferenceEngine(self.bus)
+        self.settlement = SettlementConsumer(self.bus, self.transfers)
+
+    def pump(self) -> int:
+        """Let the engine answer and settlement apply everything queued."""
+        return self.bus.deliver_queued(self.engine.handle, self.settlement.handle)
+
+    def fund(self, user_id: int, amount: str = "1000", asset: str = "USDT") -> None:
+        self.accounts.deposit(user_id, asset, amount, None, "test")
+
+    def command(self, user_id: int, units: int, from_type: AccountType = AccountType.FUNDING) -> TransferCommand:
+        to_type = AccountType.SPOT if from_type == AccountType.FUNDING else AccountType.FUNDING
+        return TransferCommand(user_id=user_id, asset="USDT", from_type=from_type, to_type=to_type, amount=units)
+
+    def reload(self, transfer: Transfer) -> Transfer:
+        found = self.store.get(transfer.request_id)
+        assert found is not None
+        return found
+
+    def balance(self, user_id: int, account_type: AccountType) -> tuple[int, int]:
+        for entry in self.accounts.balances(user_id):
+            if entry.asset.symbol == "USDT" and entry.account_type == account_type:
+                return entry.available, entry.locked
+        raise AssertionError("no such balance")

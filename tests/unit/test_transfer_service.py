@@ -1,0 +1,158 @@
+"""The service layer, on the embedded adapters, one step at a time."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from app.domain.transfer import AccountType, Actor, Status
+from app.ports.bus import EngineResult, PoisonMessage
+from app.ports.errors import DependencyUnavailable
+from app.ports.ledger import LedgerState
+from app.services.transfers import IdempotencyKeyReused, InsufficientBalance
+from tests.unit.harness import Harness
+
+UNIT = 10**8  # one USDT
+
+
+def test_submit_locks_then_settlement_posts(harness: Harness) -> None:
+    harness.fund(1)
+    result = harness.transfers.submit(harness.command(1, 100 * UNIT))
+    assert not result.replayed
+    assert result.transfer.status == Status.PENDING
+    assert harness.balance(1, AccountType.FUNDING) == (900 * UNIT, 100 * UNIT)
+    assert harness.pump() == 2
+    assert harness.reload(result.transfer).status == Status.SUCCESS
+    assert harness.balance(1, AccountType.FUNDING) == (900 * UNIT, 0)
+    assert harness.balance(1, AccountType.SPOT) == (100 * UNIT, 0)
+
+
+def test_engine_rejection_releases_the_funds(harness: Harness) -> None:
+    harness.fund(1)
+    transfer = harness.transfers.submit(harness.command(1, 100 * UNIT)).transfer
+    harness.engine.reject(transfer.request_id)
+    harness.pump()
+    failed = harness.reload(transfer)
+    assert failed.status == Status.FAILED and failed.failure_reason == "REJECTED_BY_ENGINE"
+    assert harness.balance(1, AccountType.FUNDING) == (1000 * UNIT, 0)
+    assert harness.balance(1, AccountType.SPOT) == (0, 0)
+
+
+def test_insufficient_balance_is_recorded_as_failed(harness: Harness) -> None:
+    harness.fund(1, "10")
+    with pytest.raises(InsufficientBalance) as caught:
+        harness.transfers.submit(harness.command(1, 11 * UNIT))
+    request_id = int(caught.value.details["request_id"])
+    stored = harness.store.get(request_id)
+    assert stored is not None and stored.status == Status.FAILED
+    assert stored.failure_reason == "INSUFFICIENT_BALANCE"
+    assert harness.balance(1, AccountType.FUNDING) == (10 * UNIT, 0)
+
+
+def test_replay_returns_the_original_whatever_its_state(harness: Harness) -> None:
+    harness.fund(1)
+    first = harness.transfers.submit(harness.command(1, 5 * UNIT), "key-1")
+    again = harness.transfers.submit(harness.command(1, 5 * UNIT), "key-1")
+    assert again.replayed and again.transfer.request_id == first.transfer.request_id
+    assert again.transfer.status == Status.PENDING
+    harness.pump()
+    settled = harness.transfers.submit(harness.command(1, 5 * UNIT), "key-1")
+    assert settled.transfer.status == Status.SUCCESS
+    assert harness.balance(1, AccountType.SPOT) == (5 * UNIT, 0)
+
+
+def test_replay_of_a_refused_transfer_returns_it_failed(harness: Harness) -> None:
+    harness.fund(1, "1")
+    with pytest.raises(InsufficientBalance):
+        harness.transfers.submit(harness.command(1, 2 * UNIT), "key-1")
+    replay = harness.transfers.submit(harness.command(1, 2 * UNIT), "key-1")
+    assert replay.replayed and replay.transfer.status == Status.FAILED
+
+
+def test_key_reuse_with_another_body_is_refused(harness: Harness) -> None:
+    harness.fund(1)
+    harness.transfers.submit(harness.command(1, 5 * UNIT), "key-1")
+    with pytest.raises(IdempotencyKeyReused):
+        harness.transfers.submit(harness.command(1, 6 * UNIT), "key-1")
+
+
+def test_keys_belong_to_their_user(harness: Harness) -> None:
+    harness.fund(1)
+    harness.fund(2)
+    a = harness.transfers.submit(harness.command(1, 5 * UNIT), "shared")
+    b = harness.transfers.submit(harness.command(2, 5 * UNIT), "shared")
+    assert a.transfer.request_id != b.transfer.request_id and not b.replayed
+
+
+def test_concurrent_duplicates_make_one_transfer(harness: Harness) -> None:
+    harness.fund(1)
+    start = threading.Barrier(10)
+
+    def submit(_: int) -> int:
+        start.wait()
+        return harness.transfers.submit(harness.command(1, 7 * UNIT), "double-click").transfer.request_id
+
+    with ThreadPoolExecutor(10) as pool:
+        ids = set(pool.map(submit, range(10)))
+    assert len(ids) == 1
+    assert harness.balance(1, AccountType.FUNDING) == (993 * UNIT, 7 * UNIT)
+    assert len(harness.store.history(1, 100).items) == 1
+
+
+def test_a_key_claimed_by_a_crashed_attempt_is_finished_by_the_retry(harness: Harness) -> None:
+    from app.ports.store import IdempotencyClaim
+
+    harness.fund(1)
+    command = harness.command(1, 5 * UNIT)
+    harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=4242, fingerprint=command.fingerprint()))
+    result = harness.transfers.submit(command, "k")
+    assert result.transfer.request_id == 4242 and result.transfer.status == Status.PENDING
+
+
+def test_duplicate_and_late_results_change_nothing(harness: Harness) -> None:
+    harness.fund(1)
+    transfer = harness.transfers.submit(harness.command(1, 5 * UNIT)).transfer
+    harness.pump()
+    harness.transfers.apply_result(EngineResult(transfer.request_id, "confirmed"))
+    harness.transfers.apply_result(EngineResult(transfer.request_id, "rejected", "late"))
+    assert harness.reload(transfer).status == Status.SUCCESS
+    assert harness.balance(1, AccountType.SPOT) == (5 * UNIT, 0)
+
+
+def test_a_result_for_an_unknown_request_is_poison(harness: Harness) -> None:
+    with pytest.raises(PoisonMessage):
+        harness.transfers.apply_result(EngineResult(123456, "confirmed"))
+
+
+def test_a_failed_publish_leaves_the_transfer_pending_for_the_scanner(harness: Harness) -> None:
+    harness.fund(1)
+
+    def broken(_: object) -> None:
+        raise DependencyUnavailable("bus", "broker down")
+
+    original = harness.bus.publish_request
+    harness.bus.publish_request = broken  # type: ignore[method-assign]
+    with pytest.raises(DependencyUnavailable) as caught:
+        harness.transfers.submit(harness.command(1, 5 * UNIT), "k")
+    request_id = caught.value.request_id
+    assert request_id is not None
+    stored = harness.store.get(request_id)
+    assert stored is not None and stored.status == Status.PENDING
+    harness.bus.publish_request = original  # type: ignore[method-assign]
+    harness.clock.advance(seconds=31)
+    assert harness.recovery.scan()["resent"] == 1
+    harness.pump()
+    assert harness.reload(stored).status == Status.SUCCESS
+
+
+def test_operator_void_then_engine_confirm_keeps_the_ledger_truth(harness: Harness) -> None:
+    harness.fund(1)
+    transfer = harness.transfers.submit(harness.command(1, 5 * UNIT)).transfer
+    harness.transfers.reject(transfer, Actor.OPERATOR, "operator void", "VOIDED_BY_OPERATOR")
+    harness.pump()  # the engine confirms afterwards
+    stored = harness.reload(transfer)
+    assert stored.status == Status.FAILED
+    assert harness.ledger.state_of(stored, harness.transfers.catalog.get("USDT")) == LedgerState.VOIDED
+    assert harness.balance(1, AccountType.FUNDING) == (1000 * UNIT, 0)
