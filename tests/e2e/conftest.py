@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app, ensure_background_workers
+from app.api.auth import issue_token
+from app.config import Settings
+from tests.conftest import TEST_JWT_SECRET
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path}/store.db",
+        ledger_url=f"embedded:///{tmp_path}/ledger.db",
+        bus_url="inprocess://",
+        jwt_secret=TEST_JWT_SECRET,
+        scanner_interval_seconds=0.5,
+        engine_reject_suffix="777",
+    )
+    flask_app = create_app(settings)
+    ensure_background_workers(flask_app)
+    yield flask_app
+    flask_app.extensions["background_workers"].shutdown()
+    flask_app.extensions["internal_transfer"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def bearer(user_id: int, *, operator: bool = False, ttl: int = 3600) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(TEST_JWT_SECRET, user_id, operator=operator, ttl_seconds=ttl)}"}
+
+
+def transfer_body(amount: object = "100.00000000", **overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "from_account": {"account_type": "funding", "asset": "USDT"},
+        "to_account": {"account_type": "spot", "asset": "USDT"},
+        "amount": amount,
+    }
+    body.update(overrides)
+    return body
+
+
+def deposit(client: FlaskClient, user_id: int, amount: str = "1000", asset: str = "USDT") -> None:
+    response = client.post(
+        "/api/v1/admin/deposits",
+        json={"user_id": user_id, "asset": asset, "amount": amount},
+        headers=bearer(1, operator=True),
+    )
+    assert response.status_code == 201, response.json
