@@ -184,6 +184,10 @@ class SqliteTransferStore(TransferStore):
             for row in rows
         ]
 
+    def append_audit(self, entry: AuditEntry) -> None:
+        with self._db.transaction() as conn:
+            self._audit(conn, entry.request_id, entry.at, entry.actor, entry.from_status, entry.to_status, entry.reason)
+
     def ping(self) -> None:
         with self._db.reading() as conn:
             conn.execute("SELECT 1").fetchone()

@@ -71,6 +71,10 @@ class TransferStore(abc.ABC):
     def audit_trail(self, request_id: int) -> list[AuditEntry]: ...
 
     @abc.abstractmethod
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Record an action that changed no status (an operator's re-send, say)."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise DependencyUnavailable unless the store answers."""
 

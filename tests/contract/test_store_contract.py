@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.domain.errors import IllegalTransition
-from app.domain.transfer import Status, Transfer
+from app.domain.transfer import AuditEntry, Status, Transfer
 from app.ports.store import IdempotencyClaim, TransferStore
 from tests.conftest import make_transfer, random_request_id, random_user_id
 
@@ -121,6 +121,23 @@ def test_audit_trail_says_who_when_and_why(store: TransferStore) -> None:
     assert trail[-1].actor == "scanner"
     assert trail[-1].reason == "lock found in the ledger"
     assert trail[-1].at.tzinfo is not None
+
+
+def test_actions_without_a_status_change_join_the_trail(store: TransferStore) -> None:
+    transfer = make_transfer(random_user_id(), 10)
+    store.insert(transfer)
+    entry = AuditEntry(
+        request_id=transfer.request_id,
+        at=now(),
+        actor="operator:7",
+        from_status=Status.REQUESTING,
+        to_status=Status.REQUESTING,
+        reason="re-sent to the engine: ticket 42",
+    )
+    store.append_audit(entry)
+    trail = store.audit_trail(transfer.request_id)
+    assert len(trail) == 2
+    assert (trail[-1].actor, trail[-1].reason) == ("operator:7", "re-sent to the engine: ticket 42")
 
 
 def test_idempotency_key_is_claimed_once(store: TransferStore) -> None:
