@@ -15,6 +15,7 @@ from app.ports.bus import TransferBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.services.accounts import AccountService
+from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService
 
@@ -78,6 +79,7 @@ class Container:
     transfers: TransferService
     accounts: AccountService
     recovery: RecoveryService
+    operations: OperatorService
 
     def close(self) -> None:
         for adapter in (self.bus, self.ledger, self.store):
@@ -113,4 +115,5 @@ def build(
         transfers=transfers,
         accounts=AccountService(ledger, catalog, ids),
         recovery=RecoveryService(transfers, policy),
+        operations=OperatorService(transfers),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -9,7 +10,22 @@ from flask_smorest import Blueprint
 from app.api.auth import current_principal, operator_only
 from app.api.container import container
 from app.api.idempotency import idempotency_key
-from app.api.schemas import ApiErrorSchema, DepositRequestSchema, DepositSchema
+from app.api.presenters import report_view, transfer_view
+from app.api.schemas import (
+    ApiErrorSchema,
+    DepositRequestSchema,
+    DepositSchema,
+    OperatorActionSchema,
+    ReconcileQuerySchema,
+    ReconcileSchema,
+    StuckQuerySchema,
+    TransferListSchema,
+    TransferReportSchema,
+    TransferSchema,
+)
+from app.domain.errors import ValidationFailed
+from app.domain.transfer import Status
+from app.services.operations import report_row
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operator tools.")
 
@@ -29,3 +45,75 @@ def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
         "asset": deposit.asset.symbol,
         "amount": deposit.asset.format(deposit.amount),
     }
+
+
+def _parse_id(request_id: str) -> int:
+    if not request_id.isdigit() or len(request_id) > 20:
+        raise ValidationFailed("request_id must be a decimal string")
+    return int(request_id)
+
+
+@blp.route("/transfers/stuck")
+@blp.arguments(StuckQuerySchema, location="query")
+@blp.response(200, TransferListSchema)
+@operator_only
+def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
+    services = container()
+    found = services.operations.stuck(
+        Status(query["status"]) if query["status"] else None,
+        timedelta(seconds=query["older_than_seconds"]),
+        query["limit"],
+    )
+    return {"items": [transfer_view(t, services.catalog) for t in found]}
+
+
+@blp.route("/transfers/<request_id>")
+@blp.response(200, TransferReportSchema)
+@operator_only
+def show_transfer(request_id: str) -> dict[str, Any]:
+    services = container()
+    return report_view(services.operations.show(_parse_id(request_id)), services.catalog)
+
+
+@blp.route("/transfers/<request_id>/void", methods=["POST"])
+@blp.arguments(OperatorActionSchema)
+@blp.response(200, TransferSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
+@operator_only
+def void_transfer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    services = container()
+    done = services.operations.void(_parse_id(request_id), str(current_principal().user_id), body["reason"])
+    return transfer_view(done, services.catalog)
+
+
+@blp.route("/transfers/<request_id>/force_post", methods=["POST"])
+@blp.arguments(OperatorActionSchema)
+@blp.response(200, TransferSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
+@operator_only
+def force_post_transfer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    services = container()
+    done = services.operations.force_post(_parse_id(request_id), str(current_principal().user_id), body["reason"])
+    return transfer_view(done, services.catalog)
+
+
+@blp.route("/transfers/<request_id>/resend", methods=["POST"])
+@blp.arguments(OperatorActionSchema)
+@blp.response(200, TransferSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
+@operator_only
+def resend_transfer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    services = container()
+    done = services.operations.resend(_parse_id(request_id), str(current_principal().user_id), body["reason"])
+    return transfer_view(done, services.catalog)
+
+
+@blp.route("/reconcile")
+@blp.arguments(ReconcileQuerySchema, location="query")
+@blp.response(200, ReconcileSchema)
+@operator_only
+def reconcile(query: dict[str, Any]) -> dict[str, Any]:
+    services = container()
+    reports = services.operations.reconcile(query["request_id"], query["user_id"])
+    now = services.transfers.clock()
+    return {"rows": [report_row(r, now) for r in reports], "mismatches": sum(not r.agrees for r in reports)}

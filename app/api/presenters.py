@@ -7,6 +7,7 @@ from typing import Any
 
 from app.domain.assets import AssetCatalog
 from app.domain.transfer import Transfer
+from app.services.operations import TransferReport
 
 
 def rfc3339(moment: datetime) -> str:
@@ -28,4 +29,23 @@ def transfer_view(transfer: Transfer, catalog: AssetCatalog) -> dict[str, Any]:
         "failure_reason": transfer.failure_reason,
         "created_at": rfc3339(transfer.created_at),
         "updated_at": rfc3339(transfer.updated_at),
+    }
+
+
+def report_view(report: TransferReport, catalog: AssetCatalog) -> dict[str, Any]:
+    return {
+        "transfer": transfer_view(report.transfer, catalog),
+        "user_id": report.transfer.user_id,
+        "ledger_state": report.ledger_state.value,
+        "agrees": report.agrees,
+        "audit": [
+            {
+                "at": rfc3339(entry.at),
+                "actor": entry.actor,
+                "from_status": entry.from_status.value if entry.from_status else None,
+                "to_status": entry.to_status.value,
+                "reason": entry.reason,
+            }
+            for entry in report.audit
+        ],
     }

@@ -108,3 +108,63 @@ class ApiErrorBodySchema(Schema):
 
 class ApiErrorSchema(Schema):
     error = fields.Nested(ApiErrorBodySchema)
+
+
+class OperatorActionSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class StuckQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(load_default=None, validate=validate.OneOf(["requesting", "pending"]))
+    older_than_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class ReconcileQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    request_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    user_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class AuditEntrySchema(Schema):
+    at = fields.String()
+    actor = fields.String()
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    reason = fields.String()
+
+
+class TransferReportSchema(Schema):
+    transfer = fields.Nested(TransferSchema)
+    user_id = fields.Integer()
+    ledger_state = fields.String()
+    agrees = fields.Boolean()
+    audit = fields.List(fields.Nested(AuditEntrySchema))
+
+
+class ReconcileRowSchema(Schema):
+    request_id = fields.String()
+    user_id = fields.Integer()
+    asset = fields.String()
+    amount_units = fields.String()
+    store_status = fields.String()
+    ledger_state = fields.String()
+    agrees = fields.Boolean()
+    age_seconds = fields.Integer()
+
+
+class ReconcileSchema(Schema):
+    rows = fields.List(fields.Nested(ReconcileRowSchema))
+    mismatches = fields.Integer()
+
+
+class TransferListSchema(Schema):
+    items = fields.List(fields.Nested(TransferSchema))

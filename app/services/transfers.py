@@ -243,16 +243,18 @@ class TransferService:
                 FailureReason.REJECTED_BY_ENGINE.value,
             )
 
-    def settle(self, transfer: Transfer, actor: Actor, reason: str) -> Transfer:
+    # `actor` is who acts, for the audit trail: an Actor, or "operator:<name>".
+
+    def settle(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
         """Post the pending lock and record `success`. Safe to repeat."""
         return self._resolve(transfer, actor, reason, post=True, failure_reason=None)
 
-    def reject(self, transfer: Transfer, actor: Actor, reason: str, failure_reason: str) -> Transfer:
+    def reject(self, transfer: Transfer, actor: str, reason: str, failure_reason: str) -> Transfer:
         """Void the pending lock, releasing the funds, and record `failed`. Safe to repeat."""
         return self._resolve(transfer, actor, reason, post=False, failure_reason=failure_reason)
 
     def _resolve(
-        self, transfer: Transfer, actor: Actor, reason: str, *, post: bool, failure_reason: str | None
+        self, transfer: Transfer, actor: str, reason: str, *, post: bool, failure_reason: str | None
     ) -> Transfer:
         if transfer.status.is_terminal:
             wanted = Status.SUCCESS if post else Status.FAILED
@@ -263,7 +265,7 @@ class TransferService:
                     request_id=transfer.request_id,
                     stored=transfer.status.value,
                     asked=wanted.value,
-                    actor=actor.value,
+                    actor=str(actor),
                 )
             return transfer
         asset = self.catalog.get(transfer.asset)
@@ -279,11 +281,11 @@ class TransferService:
         crash_point("after_ledger_resolve")
         if outcome == ResolveOutcome.POSTED:
             if not post:
-                raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=actor.value)
+                raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=str(actor))
             return self._finish(transfer, Status.SUCCESS, actor, reason if post else "already posted in the ledger")
         if outcome == ResolveOutcome.VOIDED:
             if post:
-                raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=actor.value)
+                raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=str(actor))
             return self._finish(
                 transfer,
                 Status.FAILED,
@@ -291,11 +293,11 @@ class TransferService:
                 reason if not post else "already voided in the ledger",
                 failure_reason or FailureReason.VOIDED_BY_OPERATOR.value,
             )
-        raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=actor.value)
+        raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=str(actor))
         return transfer
 
     def _finish(
-        self, transfer: Transfer, target: Status, actor: Actor, reason: str, failure_reason: str | None = None
+        self, transfer: Transfer, target: Status, actor: str, reason: str, failure_reason: str | None = None
     ) -> Transfer:
         """Record a terminal status the ledger already decided, whoever races us."""
         current = transfer
@@ -308,7 +310,7 @@ class TransferService:
             moved = self.store.transition(
                 current,
                 step,
-                actor=actor.value,
+                actor=str(actor),
                 reason=reason,
                 now=self.clock(),
                 failure_reason=failure_reason if step == Status.FAILED else None,

@@ -1,0 +1,462 @@
+"""The Ledger on a TigerBeetle cluster: the production balance authority.
+
+It keeps exactly the semantics of `EmbeddedLedger` (the reference), using the
+account model of `app.domain.account_model` (ids and codes are derived there).
+
+What is written, so a transfer can be found and read from TigerBeetle alone:
+
+Accounts (one ledger per asset, `Asset.ledger`):
+    id              account_id(user_id, type, ledger) / system_account_id(ledger)
+    code            AccountCode: FUNDING=1, SPOT=2, SYSTEM=9
+    flags           DEBITS_MUST_NOT_EXCEED_CREDITS on user accounts (the balance
+                    check); none on the asset's system account (it goes negative
+                    by what was deposited)
+    user_data_64    the user id (0 for the system account)
+
+Transfers:
+    id              lock_id / resolution_id / deposit_transfer_id (kind in the top byte)
+    code            TransferCode: INTERNAL_TRANSFER=1, DEPOSIT=2, FENCE=3
+    user_data_128   the user id
+    user_data_64    the request id (the deposit id for deposits)
+    user_data_32    the TransferKind: LOCK=1 (locks and fences), RESOLUTION=2, DEPOSIT=3
+    timeout         0: pending transfers never expire; only a post or a void ends them
+
+Every value above is a function of the ids, so a retry sends the very same
+event and TigerBeetle answers `exists`.
+
+Every client call has a deadline: the TigerBeetle client itself never times
+out (it retries forever while the cluster is unreachable), so calls run on a
+small thread pool and the caller waits at most `timeout_seconds`. On expiry
+the shared client is closed (which releases every call blocked on it), the
+next call makes a new one, and the caller gets `DependencyUnavailable`: the
+operation may or may not have landed, and the idempotent ids make a retry safe.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import tigerbeetle as tb
+from tigerbeetle.client import InitError
+
+from app.domain.account_model import (
+    ACCOUNT_CODE_OF,
+    AccountCode,
+    TransferCode,
+    TransferKind,
+    account_id,
+    deposit_transfer_id,
+    lock_id,
+    resolution_id,
+    system_account_id,
+)
+from app.domain.money import Asset
+from app.domain.transfer import AccountType, Transfer
+from app.ports.errors import DependencyUnavailable, LedgerInvariantBroken
+from app.ports.ledger import (
+    AccountBalance,
+    DepositOutcome,
+    FenceOutcome,
+    Ledger,
+    LedgerState,
+    LockOutcome,
+    ResolveOutcome,
+)
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_BACKEND = "ledger"
+DEFAULT_TIMEOUT_SECONDS = 5.0
+DEFAULT_WORKERS = 32
+
+_Status = tb.CreateTransferStatus
+_AccountStatus = tb.CreateAccountStatus
+
+_TRANSFER_EXISTS_DIFFERENT = frozenset(s for s in _Status if s.name.startswith("EXISTS_WITH_DIFFERENT_"))
+_ACCOUNT_EXISTS_DIFFERENT = frozenset(s for s in _AccountStatus if s.name.startswith("EXISTS_WITH_DIFFERENT_"))
+_CREATED_OR_EXISTS = frozenset({_Status.CREATED, _Status.EXISTS})
+
+# The client could not get an answer: the cluster is unreachable, or this
+# client's session was evicted (e.g. too many clients) or is of the wrong release.
+_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    tb.ClientClosedError,
+    tb.ClientEvictedError,
+    tb.ClientReleaseTooLowError,
+    tb.ClientReleaseTooHighError,
+    InitError,
+)
+
+
+def _unexpected(operation: str, subject: int, status: _Status | _AccountStatus) -> LedgerInvariantBroken:
+    log.error("TigerBeetle answered %s (%d) to %s %d", status.name, int(status), operation, subject)
+    return LedgerInvariantBroken(f"{operation} {subject}: TigerBeetle answered {status.name} ({int(status)})")
+
+
+def _parse_address(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"TigerBeetle address {text!r} is not host:port")
+    return host, int(port_text)
+
+
+def _resolve(host: str, port: int) -> str:
+    """The client takes IP addresses only; names are resolved here, each time a client is made."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return f"{host}:{port}"
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DependencyUnavailable(_BACKEND, f"cannot resolve TigerBeetle host {host!r}: {exc}") from exc
+    return f"{infos[0][4][0]}:{port}"
+
+
+class _Connection:
+    """One TigerBeetle client; closed at most once (closing twice is not allowed by the client)."""
+
+    def __init__(self, client: tb.ClientSync) -> None:
+        self.client = client
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.client.close()
+        except Exception:  # the client is gone either way
+            # close() asserts no call is in flight; calls it has just released
+            # may not have unwound yet. Nothing is left to release.
+            log.debug("TigerBeetle client close raised", exc_info=True)
+
+
+class TigerBeetleLedger(Ledger):
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        *,
+        cluster_id: int = 0,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        if not addresses:
+            raise ValueError("at least one TigerBeetle address is needed")
+        self._addresses = [_parse_address(address) for address in addresses]
+        if cluster_id < 0:
+            raise ValueError("cluster_id must not be negative")
+        if not (math.isfinite(timeout_seconds) and timeout_seconds > 0):
+            raise ValueError("timeout_seconds must be a positive number")
+        self._cluster_id = cluster_id
+        self._timeout = timeout_seconds
+        self._workers = workers
+        self._lock = threading.Lock()
+        # Made lazily, so a process forked after construction (gunicorn) gets its own.
+        self._pid: int | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: _Connection | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> TigerBeetleLedger:
+        """`tigerbeetle://host:port[,host:port...]?cluster_id=0[&timeout_seconds=5]`."""
+        parts = urlsplit(url)
+        if parts.scheme != "tigerbeetle":
+            raise ValueError(f"not a tigerbeetle:// URL: {url!r}")
+        if "@" in parts.netloc or parts.path not in ("", "/") or parts.fragment:
+            raise ValueError(f"a tigerbeetle:// URL has addresses and a query only: {url!r}")
+        addresses = [address for address in parts.netloc.split(",") if address.strip()]
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+        unknown = set(query) - {"cluster_id", "timeout_seconds"}
+        if unknown:
+            raise ValueError(f"unknown tigerbeetle:// URL parameters: {', '.join(sorted(unknown))}")
+        try:
+            cluster_id = int(query.get("cluster_id", ["0"])[-1])
+            timeout_seconds = float(query.get("timeout_seconds", [str(DEFAULT_TIMEOUT_SECONDS)])[-1])
+        except ValueError as exc:
+            raise ValueError(f"bad tigerbeetle:// URL parameter in {url!r}: {exc}") from exc
+        return cls(addresses, cluster_id=cluster_id, timeout_seconds=timeout_seconds)
+
+    # -- the client, with a deadline on every call --------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise DependencyUnavailable(_BACKEND, "the TigerBeetle ledger adapter is closed")
+            if self._pid != os.getpid():
+                # A fresh process (or a fork): what the parent made is not ours to use or close.
+                self._pid = os.getpid()
+                self._connection = None
+                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="tigerbeetle")
+            assert self._executor is not None
+            return self._executor
+
+    def _current_connection(self) -> _Connection:
+        with self._lock:
+            if self._closed:
+                raise tb.ClientClosedError()
+            if self._connection is None:
+                addresses = ",".join(_resolve(host, port) for host, port in self._addresses)
+                self._connection = _Connection(tb.ClientSync(cluster_id=self._cluster_id, replica_addresses=addresses))
+            return self._connection
+
+    def _discard(self, connection: _Connection) -> None:
+        """Close this client (releasing every call blocked on it); the next call makes a new one."""
+        with self._lock:
+            if self._connection is connection:
+                self._connection = None
+        connection.close()
+
+    def _call(self, operation: str, request: Callable[[tb.ClientSync], _T]) -> _T:
+        used: list[_Connection] = []
+
+        def run() -> _T:
+            connection = self._current_connection()
+            used.append(connection)
+            return request(connection.client)
+
+        future = self._pool().submit(run)
+        try:
+            return future.result(timeout=self._timeout)
+        except TimeoutError:
+            future.cancel()
+            if used:
+                self._discard(used[0])
+            log.warning("TigerBeetle did not answer %s within %ss; client closed", operation, self._timeout)
+            raise DependencyUnavailable(
+                _BACKEND, f"TigerBeetle did not answer {operation} within {self._timeout}s"
+            ) from None
+        except _UNAVAILABLE_ERRORS as exc:
+            if used:
+                self._discard(used[0])
+            raise DependencyUnavailable(_BACKEND, f"TigerBeetle {operation}: {exc or type(exc).__name__}") from exc
+
+    def _create_transfer(self, operation: str, transfer: tb.Transfer) -> _Status:
+        results = self._call(operation, lambda client: client.create_transfers([transfer]))
+        if len(results) != 1:
+            raise LedgerInvariantBroken(f"{operation} {transfer.id}: {len(results)} results for one transfer")
+        return _Status(results[0].status)
+
+    def _lookup_transfers(self, ids: list[int]) -> dict[int, tb.Transfer]:
+        found = self._call("lookup_transfers", lambda client: client.lookup_transfers(ids))
+        return {transfer.id: transfer for transfer in found}
+
+    # -- the port ---------------------------------------------------------
+
+    def open_accounts(self, user_id: int, asset: Asset) -> None:
+        accounts = [
+            tb.Account(
+                id=system_account_id(asset.ledger),
+                ledger=asset.ledger,
+                code=AccountCode.SYSTEM,
+                flags=tb.AccountFlags.NONE,
+                user_data_64=0,
+            )
+        ]
+        for account_type, code in ACCOUNT_CODE_OF.items():
+            accounts.append(
+                tb.Account(
+                    id=account_id(user_id, account_type, asset.ledger),
+                    ledger=asset.ledger,
+                    code=code,
+                    flags=tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                    user_data_64=user_id,
+                )
+            )
+        results = self._call("create_accounts", lambda client: client.create_accounts(accounts))
+        if len(results) != len(accounts):
+            raise LedgerInvariantBroken(f"open accounts of user {user_id}: {len(results)} results")
+        for account, result in zip(accounts, results, strict=True):
+            status = _AccountStatus(result.status)
+            if status in (_AccountStatus.CREATED, _AccountStatus.EXISTS):
+                continue
+            # EXISTS_WITH_DIFFERENT_* means an id of the account model is taken by
+            # something else: the model or the asset's ledger number was changed.
+            raise _unexpected("create account", account.id, status)
+
+    def deposit(self, deposit_id: int, user_id: int, asset: Asset, amount: int) -> DepositOutcome:
+        self.open_accounts(user_id, asset)
+        status = self._create_transfer(
+            "deposit",
+            tb.Transfer(
+                id=deposit_transfer_id(deposit_id),
+                debit_account_id=system_account_id(asset.ledger),
+                credit_account_id=account_id(user_id, AccountType.FUNDING, asset.ledger),
+                amount=amount,
+                user_data_128=user_id,
+                user_data_64=deposit_id,
+                user_data_32=TransferKind.DEPOSIT,
+                ledger=asset.ledger,
+                code=TransferCode.DEPOSIT,
+                flags=tb.TransferFlags.NONE,
+            ),
+        )
+        if status in _CREATED_OR_EXISTS:
+            return DepositOutcome.CREDITED
+        if status in _TRANSFER_EXISTS_DIFFERENT:
+            return DepositOutcome.CONFLICT
+        raise _unexpected("deposit", deposit_id, status)
+
+    def _lock_event(self, transfer: Transfer, asset: Asset, *, fence: bool) -> tb.Transfer:
+        """The pending transfer, or the zero-amount fence that takes its id."""
+        return tb.Transfer(
+            id=lock_id(transfer.request_id),
+            debit_account_id=account_id(transfer.user_id, transfer.from_type, asset.ledger),
+            credit_account_id=account_id(transfer.user_id, transfer.to_type, asset.ledger),
+            amount=0 if fence else transfer.amount,
+            user_data_128=transfer.user_id,
+            user_data_64=transfer.request_id,
+            user_data_32=TransferKind.LOCK,
+            timeout=0,
+            ledger=asset.ledger,
+            code=TransferCode.FENCE if fence else TransferCode.INTERNAL_TRANSFER,
+            flags=tb.TransferFlags.NONE if fence else tb.TransferFlags.PENDING,
+        )
+
+    def lock(self, transfer: Transfer, asset: Asset) -> LockOutcome:
+        status = self._create_transfer("lock", self._lock_event(transfer, asset, fence=False))
+        if status in _CREATED_OR_EXISTS:
+            return LockOutcome.LOCKED
+        if status in (
+            _Status.EXCEEDS_CREDITS,
+            _Status.DEBIT_ACCOUNT_NOT_FOUND,
+            _Status.CREDIT_ACCOUNT_NOT_FOUND,
+            # An earlier attempt with this id failed for one of the reasons above;
+            # TigerBeetle keeps the id failed forever.
+            _Status.ID_ALREADY_FAILED,
+        ):
+            return LockOutcome.INSUFFICIENT_BALANCE
+        if status in _TRANSFER_EXISTS_DIFFERENT:
+            return LockOutcome.FENCED
+        raise _unexpected("lock", transfer.request_id, status)
+
+    def _resolve(self, transfer: Transfer, post: bool) -> ResolveOutcome:
+        operation = "post" if post else "void"
+        status = self._create_transfer(
+            operation,
+            tb.Transfer(
+                id=resolution_id(transfer.request_id),
+                pending_id=lock_id(transfer.request_id),
+                # A post of AMOUNT_MAX posts the whole pending amount; a void takes 0.
+                amount=tb.AMOUNT_MAX if post else 0,
+                user_data_128=transfer.user_id,
+                user_data_64=transfer.request_id,
+                user_data_32=TransferKind.RESOLUTION,
+                timeout=0,
+                flags=tb.TransferFlags.POST_PENDING_TRANSFER if post else tb.TransferFlags.VOID_PENDING_TRANSFER,
+            ),
+        )
+        if status in _CREATED_OR_EXISTS:
+            return ResolveOutcome.POSTED if post else ResolveOutcome.VOIDED
+        if status == _Status.PENDING_TRANSFER_ALREADY_POSTED:
+            return ResolveOutcome.POSTED
+        if status == _Status.PENDING_TRANSFER_ALREADY_VOIDED:
+            return ResolveOutcome.VOIDED
+        if status in _TRANSFER_EXISTS_DIFFERENT:
+            # The other resolution took the one resolution id first: report it.
+            existing = self._lookup_transfers([resolution_id(transfer.request_id)]).get(
+                resolution_id(transfer.request_id)
+            )
+            if existing is not None and existing.flags & tb.TransferFlags.POST_PENDING_TRANSFER:
+                return ResolveOutcome.POSTED
+            if existing is not None and existing.flags & tb.TransferFlags.VOID_PENDING_TRANSFER:
+                return ResolveOutcome.VOIDED
+            raise _unexpected(operation, transfer.request_id, status)
+        if status in (
+            _Status.PENDING_TRANSFER_NOT_FOUND,
+            _Status.PENDING_TRANSFER_NOT_PENDING,  # the lock id holds a fence
+            _Status.ID_ALREADY_FAILED,  # an earlier attempt found no lock
+        ):
+            return ResolveOutcome.NOT_LOCKED
+        raise _unexpected(operation, transfer.request_id, status)
+
+    def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
+        return self._resolve(transfer, post=True)
+
+    def void(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
+        return self._resolve(transfer, post=False)
+
+    def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:
+        # The accounts must exist for the fence to land (and so to hold).
+        self.open_accounts(transfer.user_id, asset)
+        status = self._create_transfer("fence", self._lock_event(transfer, asset, fence=True))
+        if status in _CREATED_OR_EXISTS or status == _Status.ID_ALREADY_FAILED:
+            # ID_ALREADY_FAILED: the lock failed for good, so it can never land either.
+            return FenceOutcome.FENCED
+        if status in _TRANSFER_EXISTS_DIFFERENT:
+            return FenceOutcome.ALREADY_LOCKED
+        raise _unexpected("fence", transfer.request_id, status)
+
+    def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState:
+        # One lookup of both ids: a consistent snapshot. The pending transfer
+        # keeps its PENDING flag once resolved, so the resolution tells the state.
+        lock, resolution = lock_id(transfer.request_id), resolution_id(transfer.request_id)
+        found = self._lookup_transfers([lock, resolution])
+        if lock not in found:
+            return LedgerState.ABSENT
+        if found[lock].code == TransferCode.FENCE:
+            return LedgerState.FENCED
+        if resolution not in found:
+            return LedgerState.PENDING
+        if found[resolution].flags & tb.TransferFlags.POST_PENDING_TRANSFER:
+            return LedgerState.POSTED
+        if found[resolution].flags & tb.TransferFlags.VOID_PENDING_TRANSFER:
+            return LedgerState.VOIDED
+        raise LedgerInvariantBroken(f"state of {transfer.request_id}: resolution has flags {found[resolution].flags!r}")
+
+    def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]:
+        wanted = [
+            (asset, account_type, account_id(user_id, account_type, asset.ledger))
+            for asset in assets
+            for account_type in AccountType
+        ]
+        if not wanted:
+            return []
+        ids = [ident for _, _, ident in wanted]
+        found = {
+            account.id: account for account in self._call("lookup_accounts", lambda client: client.lookup_accounts(ids))
+        }
+        balances = []
+        for asset, account_type, ident in wanted:
+            account = found.get(ident)
+            if account is None:
+                continue
+            balances.append(
+                AccountBalance(
+                    asset=asset.symbol,
+                    account_type=account_type,
+                    available=account.credits_posted - account.debits_posted - account.debits_pending,
+                    locked=account.debits_pending,
+                )
+            )
+        return balances
+
+    def ping(self) -> None:
+        self._call("ping", lambda client: client.lookup_accounts([system_account_id(1)]))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            ours = self._pid == os.getpid()
+            connection, self._connection = self._connection, None
+            executor, self._executor = self._executor, None
+        if ours and connection is not None:
+            connection.close()
+        if ours and executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

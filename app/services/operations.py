@@ -1,0 +1,152 @@
+"""Operator tools: inspect, void, force-post, re-send, reconcile.
+
+The CLI (`flask --app wsgi transfers ...`) and the admin routes call these
+same functions. Every action needs a reason, is written to the audit trail
+with the operator's name, refuses anything but `pending`, and is idempotent:
+repeating an action that already took effect returns the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.domain.errors import DomainError
+from app.domain.transfer import Actor, AuditEntry, FailureReason, Status, Transfer
+from app.ports.ledger import LedgerState
+from app.services.transfers import NotFound, TransferService
+
+
+class NotPending(DomainError):
+    code = "TRANSFER_NOT_PENDING"
+
+
+class ReasonRequired(DomainError):
+    code = "INVALID_REQUEST"
+
+
+# What each store status may legitimately sit beside in the ledger.
+AGREEING_STATES = {
+    Status.REQUESTING: {LedgerState.ABSENT, LedgerState.PENDING},
+    Status.PENDING: {LedgerState.PENDING},
+    Status.SUCCESS: {LedgerState.POSTED},
+    Status.FAILED: {LedgerState.ABSENT, LedgerState.VOIDED, LedgerState.FENCED},
+}
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    transfer: Transfer
+    ledger_state: LedgerState
+    audit: list[AuditEntry]
+
+    @property
+    def agrees(self) -> bool:
+        return self.ledger_state in AGREEING_STATES[self.transfer.status]
+
+
+def _operator(name: str) -> str:
+    return f"{Actor.OPERATOR.value}:{name}"
+
+
+class OperatorService:
+    def __init__(self, transfers: TransferService) -> None:
+        self.transfers = transfers
+
+    def _load(self, request_id: int) -> Transfer:
+        transfer = self.transfers.store.get(request_id)
+        if transfer is None:
+            raise NotFound("no such transfer")
+        return transfer
+
+    def _state(self, transfer: Transfer) -> LedgerState:
+        return self.transfers.ledger.state_of(transfer, self.transfers.catalog.get(transfer.asset))
+
+    def show(self, request_id: int) -> TransferReport:
+        transfer = self._load(request_id)
+        return TransferReport(transfer, self._state(transfer), self.transfers.store.audit_trail(request_id))
+
+    def stuck(self, status: Status | None, older_than: timedelta, limit: int = 1000) -> list[Transfer]:
+        cutoff = self.transfers.clock() - older_than
+        return [
+            t
+            for t in self.transfers.store.open_transfers(limit)
+            if (status is None or t.status == status) and t.created_at <= cutoff
+        ]
+
+    @staticmethod
+    def _check_reason(reason: str) -> str:
+        if not reason or not reason.strip():
+            raise ReasonRequired("a reason is required for every operator action")
+        return reason.strip()
+
+    def _already_done_by_operator(self, transfer: Transfer, wanted: Status) -> bool:
+        if transfer.status != wanted:
+            return False
+        trail = self.transfers.store.audit_trail(transfer.request_id)
+        return bool(trail) and trail[-1].actor.startswith(_operator(""))
+
+    def void(self, request_id: int, operator: str, reason: str) -> Transfer:
+        reason = self._check_reason(reason)
+        transfer = self._load(request_id)
+        if self._already_done_by_operator(transfer, Status.FAILED):
+            return transfer
+        if transfer.status != Status.PENDING:
+            raise NotPending(f"only a pending transfer can be voided; this one is {transfer.status.value}")
+        return self.transfers.reject(
+            transfer, _operator(operator), f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR.value
+        )
+
+    def force_post(self, request_id: int, operator: str, reason: str) -> Transfer:
+        reason = self._check_reason(reason)
+        transfer = self._load(request_id)
+        if self._already_done_by_operator(transfer, Status.SUCCESS):
+            return transfer
+        if transfer.status != Status.PENDING:
+            raise NotPending(f"only a pending transfer can be posted; this one is {transfer.status.value}")
+        return self.transfers.settle(transfer, _operator(operator), f"force-post: {reason}")
+
+    def resend(self, request_id: int, operator: str, reason: str) -> Transfer:
+        reason = self._check_reason(reason)
+        transfer = self._load(request_id)
+        if transfer.status != Status.PENDING:
+            raise NotPending(f"only a pending transfer can be re-sent; this one is {transfer.status.value}")
+        # Re-sending is harmless by contract: the engine dedupes by request id.
+        self.transfers.send_to_engine(transfer)
+        self.transfers.store.append_audit(
+            AuditEntry(
+                request_id=transfer.request_id,
+                at=self.transfers.clock(),
+                actor=_operator(operator),
+                from_status=transfer.status,
+                to_status=transfer.status,
+                reason=f"re-sent to the engine: {reason}",
+            )
+        )
+        return transfer
+
+    def reconcile(
+        self, request_id: int | None = None, user_id: int | None = None, limit: int = 1000
+    ) -> list[TransferReport]:
+        """Store against ledger for one transfer, one user's latest, or everything open."""
+        if request_id is not None:
+            transfers = [self._load(request_id)]
+        elif user_id is not None:
+            transfers = self.transfers.store.history(user_id, min(limit, 100)).items
+        else:
+            transfers = self.transfers.store.open_transfers(limit)
+        return [TransferReport(t, self._state(t), []) for t in transfers]
+
+
+def report_row(report: TransferReport, now: datetime) -> dict[str, object]:
+    transfer = report.transfer
+    return {
+        "request_id": str(transfer.request_id),
+        "user_id": transfer.user_id,
+        "asset": transfer.asset,
+        "amount_units": str(transfer.amount),
+        "store_status": transfer.status.value,
+        "ledger_state": report.ledger_state.value,
+        "agrees": report.agrees,
+        "age_seconds": int((now - transfer.created_at).total_seconds()),
+    }
