@@ -1,0 +1,65 @@
+"""The invariant checker finds each kind of damage it is meant to find."""
+
+from __future__ import annotations
+
+from app.domain.transfer import Status, Transfer
+from app.services.invariants import Acknowledged, check_invariants
+from tests.unit.harness import Harness
+
+UNIT = 10**8
+DEPOSITS = {(1, "USDT"): 1000 * UNIT}
+
+
+def _settled_run(harness: Harness) -> list[Transfer]:
+    harness.fund(1)
+    done = [harness.transfers.submit(harness.command(1, n * UNIT), f"k{n}").transfer for n in (1, 2, 3)]
+    harness.engine.reject(done[1].request_id)
+    harness.pump()
+    return done
+
+
+def test_a_clean_run_has_no_violations(harness: Harness) -> None:
+    done = _settled_run(harness)
+    acknowledged = [Acknowledged(1, t.request_id, t.idempotency_key) for t in done]
+    report = check_invariants(harness.transfers, [1], DEPOSITS, acknowledged, harness.engine.applied())
+    assert report.ok, report.violations
+    assert report.checked_transfers == 3
+
+
+def test_finds_a_lost_acknowledged_transfer(harness: Harness) -> None:
+    _settled_run(harness)
+    report = check_invariants(harness.transfers, [1], DEPOSITS, [Acknowledged(1, 999, None)])
+    assert report.violations == ["acknowledged transfer 999 of user 1 is missing"]
+
+
+def test_finds_an_open_transfer_and_its_lock(harness: Harness) -> None:
+    harness.fund(1)
+    stuck = harness.transfers.submit(harness.command(1, UNIT)).transfer
+    report = check_invariants(harness.transfers, [1], DEPOSITS)
+    assert report.violations == [f"transfer {stuck.request_id} is still pending"]
+    assert check_invariants(harness.transfers, [1], DEPOSITS, allow_open=True).ok
+
+
+def test_finds_store_and_ledger_disagreeing_and_an_orphaned_lock(harness: Harness) -> None:
+    harness.fund(1)
+    transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
+    harness.store.transition(
+        transfer, Status.FAILED, actor="test", reason="corrupt", now=harness.clock(), failure_reason="NOT_LOCKED"
+    )
+    violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
+    assert f"transfer {transfer.request_id}: store says failed, ledger says pending" in violations
+    assert any("orphaned lock" in v for v in violations)
+
+
+def test_finds_money_created_from_nothing(harness: Harness) -> None:
+    _settled_run(harness)
+    violations = check_invariants(harness.transfers, [1], {(1, "USDT"): 999 * UNIT}).violations
+    assert violations == [f"user 1 USDT: funding + spot = {1000 * UNIT}, deposits = {999 * UNIT}"]
+
+
+def test_finds_a_success_the_engine_never_confirmed(harness: Harness) -> None:
+    done = _settled_run(harness)
+    applied = harness.engine.applied()
+    applied[done[0].request_id] = "rejected"
+    violations = check_invariants(harness.transfers, [1], DEPOSITS, engine_applied=applied).violations
+    assert violations == [f"transfer {done[0].request_id} succeeded but the engine recorded rejected"]
