@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.adapters.cassandra_store import DEFAULT_REPLICATION
 from app.api.auth import issue_token
 from app.api.presenters import report_view, transfer_view
 from app.bootstrap import Container
 from app.domain.errors import DomainError
 from app.domain.transfer import Status
+from app.ports.errors import DependencyUnavailable
 from app.services.operations import report_row
 
 
@@ -43,6 +46,23 @@ def register_cli(app: Flask) -> None:
             f"deposited {done.asset.format(done.amount)} {done.asset.symbol} to user {user_id}"
             f" (deposit {done.deposit_id})"
         )
+
+    db = AppGroup("db", help="The store's schema.")
+    app.cli.add_command(db)
+
+    @db.command("init")
+    def db_init() -> None:
+        """Apply schema/*.cql to the configured Cassandra store (idempotent)."""
+        store = _container().store
+        create_schema = getattr(store, "create_schema", None)
+        if create_schema is None:
+            click.echo(f"{type(store).__name__} creates its own schema; nothing to do")
+            return
+        try:
+            create_schema(os.environ.get("CASSANDRA_REPLICATION") or DEFAULT_REPLICATION)
+        except DependencyUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo("schema applied")
 
     transfers = AppGroup("transfers", help="Operator tools for transfers; every action is audited.")
     app.cli.add_command(transfers)

@@ -168,8 +168,9 @@ def test_concurrent_claims_of_one_key_have_one_winner(store: TransferStore) -> N
 
 def _insert_many(store: TransferStore, user_id: int, count: int, asset: str = "USDT") -> list[Transfer]:
     # Distinct, increasing ids so "newest first" has exactly one right answer.
-    base = random_request_id() // 2
-    transfers = [make_transfer(user_id, index + 1, asset=asset, request_id=base + index * 7) for index in range(count)]
+    transfers = [
+        make_transfer(user_id, index + 1, asset=asset, request_id=random_request_id()) for index in range(count)
+    ]
     for transfer in transfers:
         assert store.insert(transfer)
     return transfers

@@ -1,0 +1,43 @@
+"""Pytest fixtures for the real Cassandra store (a plugin module)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from app.adapters.cassandra_store import CassandraTransferStore, random_keyspace
+
+
+def cassandra_hosts() -> str | None:
+    return os.environ.get("CASSANDRA_HOSTS") or None
+
+
+def skip_or_fail(reason: str) -> None:
+    if os.environ.get("REQUIRE_REAL_BACKENDS") == "1":
+        pytest.fail(f"{reason}, but REQUIRE_REAL_BACKENDS=1")
+    pytest.skip(reason)
+
+
+def store_url(keyspace: str) -> str:
+    return f"cassandra://{cassandra_hosts()}/{keyspace}?consistency=LOCAL_QUORUM"
+
+
+@pytest.fixture(scope="session")
+def cassandra_keyspace() -> Iterator[str]:
+    if cassandra_hosts() is None:
+        skip_or_fail("Cassandra not configured (CASSANDRA_HOSTS unset): real-store tests skipped")
+    keyspace = random_keyspace()
+    store = CassandraTransferStore.from_url(store_url(keyspace))
+    store.create_schema()
+    yield keyspace
+    try:
+        store._connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def cassandra_store(cassandra_keyspace: str) -> CassandraTransferStore:
+    return CassandraTransferStore.from_url(store_url(cassandra_keyspace))
