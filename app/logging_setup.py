@@ -11,3 +11,6 @@ def configure_logging() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
     )
+    # Client libraries narrate every connect at INFO; keep their warnings.
+    for chatty in ("tigerbeetle", "kafka", "cassandra"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -10,8 +10,11 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from app.domain.assets import AssetCatalog
+from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer, TransferCommand
+
+pytest_plugins = ["tests.support.tigerbeetle_fixtures", "tests.support.cassandra_fixtures"]
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 32
 
@@ -36,8 +39,12 @@ def random_user_id() -> int:
     return secrets.randbelow(2**62) + 1
 
 
+_REQUEST_IDS = SnowflakeGenerator(secrets.randbelow(MAX_WORKER_ID + 1))
+
+
 def random_request_id() -> int:
-    return secrets.randbelow(2**62) + 1
+    # Real request ids are Snowflakes: time-ordered, which the stores rely on.
+    return _REQUEST_IDS.next_id()
 
 
 def make_transfer(

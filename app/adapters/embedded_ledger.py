@@ -125,7 +125,15 @@ class EmbeddedLedger(Ledger):
                 existing["kind"] == kind.value
                 and existing["code"] == code
                 and (existing["pending_id"] or None) == (str(pending_id) if pending_id else None)
-                and (kind in (_Kind.POST, _Kind.VOID) or existing["amount"] == str(amount))
+                and (
+                    kind in (_Kind.POST, _Kind.VOID)
+                    or (
+                        existing["amount"] == str(amount)
+                        and existing["debit_account"] == str(debit)
+                        and existing["credit_account"] == str(credit)
+                        and existing["ledger"] == ledger
+                    )
+                )
             )
             return _Result.EXISTS if same else _Result.EXISTS_DIFFERENT
         if conn.execute("SELECT 1 FROM failed_ids WHERE id = ?", (str(ident),)).fetchone():

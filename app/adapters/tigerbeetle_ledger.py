@@ -103,6 +103,13 @@ def _unexpected(operation: str, subject: int, status: _Status | _AccountStatus) 
     return LedgerInvariantBroken(f"{operation} {subject}: TigerBeetle answered {status.name} ({int(status)})")
 
 
+def _check_amount(amount: int) -> int:
+    # TigerBeetle amounts are 128-bit; the client would raise on anything larger.
+    if not 0 < amount < tb.AMOUNT_MAX:
+        raise ValueError(f"amount {amount} is outside TigerBeetle's range (1 to 2**128 - 2)")
+    return amount
+
+
 def _parse_address(text: str) -> tuple[str, int]:
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -244,6 +251,15 @@ class TigerBeetleLedger(Ledger):
             if used:
                 self._discard(used[0])
             raise DependencyUnavailable(_BACKEND, f"TigerBeetle {operation}: {exc or type(exc).__name__}") from exc
+        except BaseException:
+            # The caller is leaving (e.g. SystemExit on a worker's shutdown) while
+            # the call may hang: release it, or it would keep a thread, and the
+            # interpreter's exit, waiting forever.
+            if not future.done():
+                future.cancel()
+                if used:
+                    self._discard(used[0])
+            raise
 
     def _create_transfer(self, operation: str, transfer: tb.Transfer) -> _Status:
         results = self._call(operation, lambda client: client.create_transfers([transfer]))
@@ -289,6 +305,7 @@ class TigerBeetleLedger(Ledger):
             raise _unexpected("create account", account.id, status)
 
     def deposit(self, deposit_id: int, user_id: int, asset: Asset, amount: int) -> DepositOutcome:
+        _check_amount(amount)
         self.open_accounts(user_id, asset)
         status = self._create_transfer(
             "deposit",
@@ -296,7 +313,7 @@ class TigerBeetleLedger(Ledger):
                 id=deposit_transfer_id(deposit_id),
                 debit_account_id=system_account_id(asset.ledger),
                 credit_account_id=account_id(user_id, AccountType.FUNDING, asset.ledger),
-                amount=amount,
+                amount=_check_amount(amount),
                 user_data_128=user_id,
                 user_data_64=deposit_id,
                 user_data_32=TransferKind.DEPOSIT,
@@ -317,7 +334,7 @@ class TigerBeetleLedger(Ledger):
             id=lock_id(transfer.request_id),
             debit_account_id=account_id(transfer.user_id, transfer.from_type, asset.ledger),
             credit_account_id=account_id(transfer.user_id, transfer.to_type, asset.ledger),
-            amount=0 if fence else transfer.amount,
+            amount=0 if fence else _check_amount(transfer.amount),
             user_data_128=transfer.user_id,
             user_data_64=transfer.request_id,
             user_data_32=TransferKind.LOCK,

@@ -19,8 +19,8 @@ from app.ports.bus import TransferBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 
-LEDGERS = ["embedded"]
-STORES = ["sqlite"]
+LEDGERS = ["embedded", "tigerbeetle"]
+STORES = ["sqlite", "cassandra"]
 BUSES = ["inprocess"]
 
 

@@ -206,3 +206,10 @@ def test_spot_back_to_funding(ledger: Ledger, usdt: Asset) -> None:
 
 def test_ping_answers(ledger: Ledger) -> None:
     ledger.ping()
+
+
+def test_a_deposit_id_reused_for_another_user_is_a_conflict(ledger: Ledger, usdt: Asset) -> None:
+    deposit_id, first, second = random_request_id(), random_user_id(), random_user_id()
+    ledger.deposit(deposit_id, first, usdt, 500)
+    assert ledger.deposit(deposit_id, second, usdt, 500) == DepositOutcome.CONFLICT
+    assert balance_of(ledger, second, usdt)[AccountType.FUNDING].available == 0
