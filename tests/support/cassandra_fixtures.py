@@ -21,7 +21,11 @@ def skip_or_fail(reason: str) -> None:
 
 
 def store_url(keyspace: str) -> str:
-    return f"cassandra://{cassandra_hosts()}/{keyspace}?consistency=LOCAL_QUORUM"
+    hosts = cassandra_hosts()
+    port = os.environ.get("CASSANDRA_PORT")
+    if port and hosts and ":" not in hosts:
+        hosts = ",".join(f"{host}:{port}" for host in hosts.split(","))
+    return f"cassandra://{hosts}/{keyspace}?consistency=LOCAL_QUORUM"
 
 
 @pytest.fixture(scope="session")

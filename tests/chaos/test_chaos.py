@@ -1,0 +1,102 @@
+"""The chaos run: load with retries while processes and backends die at random.
+
+Bounded by CHAOS_SECONDS (default 60 under `make test`; set it higher by
+hand for a longer run). Prints one figure line; the invariant violations
+must be zero.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from app.domain.transfer import Status
+from app.services.invariants import check_invariants
+from tests.conftest import TEST_JWT_SECRET
+from tests.support.load import LoadResult, TransferClient, random_amount
+from tests.support.stack import REJECT_SUFFIX, Stack, devservice
+
+pytestmark = [pytest.mark.real_backends, pytest.mark.slow]
+
+CHAOS_SECONDS = float(os.environ.get("CHAOS_SECONDS", "60"))
+UNIT = 10**8
+
+
+def _inject(stack: Stack, rng: random.Random, crashes: Counter[str]) -> None:
+    actions = ["kill web", "kill worker", "kill engine", "restart cassandra", "restart kafka"]
+    if stack.tigerbeetle is not None:
+        actions.append("restart tigerbeetle")
+    action = rng.choice(actions)
+    verb, target = action.split()
+    if verb == "kill":
+        stack.processes[target].kill()  # SIGKILL, by pid
+        time.sleep(rng.uniform(0.5, 3))
+        stack.restart(target)
+    elif target == "tigerbeetle":
+        assert stack.tigerbeetle is not None
+        stack.tigerbeetle.kill()
+        time.sleep(rng.uniform(1, 4))
+        stack.tigerbeetle.restart()
+    else:
+        devservice("stop", target)
+        time.sleep(rng.uniform(1, 4))
+        devservice("start", target)
+    crashes[action] += 1
+
+
+def test_chaos_run_keeps_every_invariant(stack: Stack) -> None:
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
+    client = TransferClient(stack.base_url, TEST_JWT_SECRET, retry_for_seconds=600)
+    users = [950_000 + n for n in range(24)]
+    for user in users:
+        client.deposit(user, "USDT", "100", key=f"chaos-seed-{user}")
+    deposits = {(user, "USDT"): 100 * UNIT for user in users}
+    result = LoadResult()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        local = random.Random(worker)
+        n = 0
+        while not stop.is_set():
+            amount = random_amount(local, REJECT_SUFFIX, 0.1)
+            client.transfer(result, local.choice(users), amount, f"chaos-{worker}-{n}", local.random() < 0.7)
+            n += 1
+
+    loaders = [threading.Thread(target=load, args=(w,)) for w in range(6)]
+    for loader in loaders:
+        loader.start()
+    crashes: Counter[str] = Counter()
+    deadline = time.monotonic() + CHAOS_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(3, 8))
+            _inject(stack, rng, crashes)
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join(timeout=700)
+    stack.ensure_running()
+    container = stack.container()
+    try:
+        quiesce = stack.wait_quiet(container, timeout=600)
+        report = check_invariants(container.transfers, users, deposits, result.acknowledged, stack.engine_applied())
+        outcomes = Counter(
+            transfer.status for a in result.acknowledged if (transfer := container.store.get(a.request_id))
+        )
+    finally:
+        container.close()
+    print(
+        f"\nCHAOS ledger={stack.ledger_description} seconds={CHAOS_SECONDS:.0f} attempted={result.attempted} "
+        f"acknowledged={len(result.acknowledged)} succeeded={outcomes[Status.SUCCESS]} "
+        f"failed={outcomes[Status.FAILED]} crashes={sum(crashes.values())} ({dict(crashes)}) "
+        f"gave_up={result.gave_up} violations={len(report.violations)} quiesce={quiesce:.1f}s"
+    )
+    assert report.violations == []
+    assert sum(crashes.values()) >= 3
+    assert result.gave_up == 0
+    assert outcomes[Status.SUCCESS] > 0

@@ -1,0 +1,77 @@
+"""A real process death at every gap between two durable steps.
+
+For each named crash point the process that reaches it dies with
+os._exit (no cleanup, as under SIGKILL). It is restarted without the
+crash point, the scanner and the redelivered messages do their work, and
+the invariants must hold.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from app.services.invariants import check_invariants
+from tests.conftest import TEST_JWT_SECRET
+from tests.support.load import LoadResult, TransferClient
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.real_backends
+
+WEB_POINTS = ["after_store_insert", "after_lock", "after_store_update", "before_publish", "after_publish"]
+WORKER_POINTS = ["after_ledger_resolve", "before_final_store_update", "before_offset_commit"]
+UNIT = 10**8
+
+
+def _check(stack: Stack, user: int, result: LoadResult) -> None:
+    container = stack.container()
+    try:
+        stack.wait_quiet(container, timeout=180)
+        report = check_invariants(
+            container.transfers, [user], {(user, "USDT"): 10 * UNIT}, result.acknowledged, stack.engine_applied()
+        )
+        assert report.violations == []
+        statuses = [container.store.get(a.request_id) for a in result.acknowledged]
+        assert all(t is not None and t.status.value == "success" for t in statuses)
+    finally:
+        container.close()
+
+
+@pytest.mark.parametrize("point", WEB_POINTS)
+def test_web_worker_dies_at(stack: Stack, point: str) -> None:
+    user = 900_000 + WEB_POINTS.index(point)
+    client = TransferClient(stack.base_url, TEST_JWT_SECRET)
+    client.deposit(user, "USDT", "10", key=f"crash-seed-{user}")
+    stack.restart("web", CRASH_POINTS=point)
+    body = {
+        "from_account": {"account_type": "funding", "asset": "USDT"},
+        "to_account": {"account_type": "spot", "asset": "USDT"},
+        "amount": "1",
+    }
+    headers = {**client.headers(user), "Idempotency-Key": f"crash-{point}"}
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{stack.base_url}/api/v1/user/internal_transfer", json=body, headers=headers, timeout=30)
+    stack.restart("web")
+    result = LoadResult()
+    client.transfer(result, user, "1", key=f"crash-{point}")  # the client's retry
+    assert len(result.acknowledged) == 1
+    _check(stack, user, result)
+
+
+@pytest.mark.parametrize("point", WORKER_POINTS)
+def test_settlement_worker_dies_at(stack: Stack, point: str) -> None:
+    user = 910_000 + WORKER_POINTS.index(point)
+    client = TransferClient(stack.base_url, TEST_JWT_SECRET)
+    client.deposit(user, "USDT", "10", key=f"crash-seed-{user}")
+    stack.restart("worker", CRASH_POINTS=point)
+    result = LoadResult()
+    client.transfer(result, user, "1", key=f"crash-{point}")
+    assert len(result.acknowledged) == 1
+    deadline = time.monotonic() + 60
+    while stack.processes["worker"].alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not stack.processes["worker"].alive(), "the worker never reached its crash point"
+    stack.restart("worker")
+    _check(stack, user, result)
