@@ -14,7 +14,11 @@ from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer, TransferCommand
 
-pytest_plugins = ["tests.support.tigerbeetle_fixtures", "tests.support.cassandra_fixtures"]
+pytest_plugins = [
+    "tests.support.tigerbeetle_fixtures",
+    "tests.support.cassandra_fixtures",
+    "tests.support.kafka_fixtures",
+]
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 32
 

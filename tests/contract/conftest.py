@@ -21,7 +21,7 @@ from app.ports.store import TransferStore
 
 LEDGERS = ["embedded", "tigerbeetle"]
 STORES = ["sqlite", "cassandra"]
-BUSES = ["inprocess"]
+BUSES = ["inprocess", "kafka"]
 
 
 @pytest.fixture(params=LEDGERS)
