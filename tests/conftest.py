@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.support.tigerbeetle_fixtures",
     "tests.support.cassandra_fixtures",
     "tests.support.kafka_fixtures",
+    "tests.support.figures",
 ]
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 32

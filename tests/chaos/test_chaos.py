@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -49,7 +50,7 @@ def _inject(stack: Stack, rng: random.Random, crashes: Counter[str]) -> None:
     crashes[action] += 1
 
 
-def test_chaos_run_keeps_every_invariant(stack: Stack) -> None:
+def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], None]) -> None:
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
     client = TransferClient(stack.base_url, TEST_JWT_SECRET, retry_for_seconds=600)
     users = [950_000 + n for n in range(24)]
@@ -85,15 +86,15 @@ def test_chaos_run_keeps_every_invariant(stack: Stack) -> None:
     try:
         quiesce = stack.wait_quiet(container, timeout=600)
         report = check_invariants(container.transfers, users, deposits, result.acknowledged, stack.engine_applied())
-        outcomes = Counter(
-            transfer.status for a in result.acknowledged if (transfer := container.store.get(a.request_id))
-        )
+        settled = [t for a in result.acknowledged if (t := container.store.get(a.request_id))]
+        outcomes = Counter(t.status for t in settled)
+        reasons = Counter(t.failure_reason for t in settled if t.failure_reason)
     finally:
         container.close()
-    print(
-        f"\nCHAOS ledger={stack.ledger_description} seconds={CHAOS_SECONDS:.0f} attempted={result.attempted} "
+    figures(
+        f"CHAOS ledger={stack.ledger_description} seconds={CHAOS_SECONDS:.0f} attempted={result.attempted} "
         f"acknowledged={len(result.acknowledged)} succeeded={outcomes[Status.SUCCESS]} "
-        f"failed={outcomes[Status.FAILED]} crashes={sum(crashes.values())} ({dict(crashes)}) "
+        f"failed={outcomes[Status.FAILED]} {dict(reasons)} crashes={sum(crashes.values())} ({dict(crashes)}) "
         f"gave_up={result.gave_up} violations={len(report.violations)} quiesce={quiesce:.1f}s"
     )
     assert report.violations == []

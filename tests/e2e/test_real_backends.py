@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,13 +57,19 @@ def drive(client: TransferClient, users: list[int], count: int, seed: int, threa
     return result
 
 
-def assert_settled(stack: Stack, users: list[int], deposits: dict[tuple[int, str], int], result: LoadResult) -> None:
+def assert_settled(
+    stack: Stack,
+    users: list[int],
+    deposits: dict[tuple[int, str], int],
+    result: LoadResult,
+    figures: Callable[[str], None],
+) -> None:
     container = stack.container()
     try:
         quiesce = stack.wait_quiet(container)
         report = check_invariants(container.transfers, users, deposits, result.acknowledged, stack.engine_applied())
-        print(
-            f"\n[e2e] ledger={stack.ledger_description} attempted={result.attempted} "
+        figures(
+            f"[e2e] ledger={stack.ledger_description} attempted={result.attempted} "
             f"acknowledged={len(result.acknowledged)} insufficient={result.refused_insufficient} "
             f"checked={report.checked_transfers} violations={len(report.violations)} quiesce={quiesce:.1f}s"
         )
@@ -73,19 +79,19 @@ def assert_settled(stack: Stack, users: list[int], deposits: dict[tuple[int, str
         container.close()
 
 
-def test_a_burst_of_1000_transfers_ends_right(stack: Stack) -> None:
+def test_a_burst_of_1000_transfers_ends_right(stack: Stack, figures: Callable[[str], None]) -> None:
     client = TransferClient(stack.base_url, TEST_JWT_SECRET)
     users = [700_000 + n for n in range(20)]
     deposits = fund(client, users, "200")
     started = time.monotonic()
     result = drive(client, users, 1000, seed=1)
     elapsed = time.monotonic() - started
-    print(
-        f"\n[e2e] 1000 transfers submitted in {elapsed:.1f}s ({1000 / elapsed:.0f}/s); statuses {dict(result.statuses)}"
+    figures(
+        f"[e2e] 1000 transfers submitted in {elapsed:.1f}s ({1000 / elapsed:.0f}/s); statuses {dict(result.statuses)}"
     )
     assert result.gave_up == 0
     assert len(result.acknowledged) == 1000
-    assert_settled(stack, users, deposits, result)
+    assert_settled(stack, users, deposits, result, figures)
     applied = stack.engine_applied()
     assert "rejected" in applied.values() and "confirmed" in applied.values()
 
@@ -107,7 +113,7 @@ def _post_until(client: TransferClient, user: int, wanted: int, timeout: float =
 
 
 @pytest.mark.parametrize("server", ["cassandra", "kafka"])
-def test_an_outage_answers_503_and_loses_nothing(stack: Stack, server: str) -> None:
+def test_an_outage_answers_503_and_loses_nothing(stack: Stack, server: str, figures: Callable[[str], None]) -> None:
     client = TransferClient(stack.base_url, TEST_JWT_SECRET, retry_for_seconds=300)
     users = [800_000 + n for n in range(10)]
     deposits = fund(client, users, "100")
@@ -128,6 +134,7 @@ def test_an_outage_answers_503_and_loses_nothing(stack: Stack, server: str) -> N
         devservice("stop", server)
         try:
             outage = _post_until(client, users[0], 503)
+            figures(f"[e2e] {server} stopped by pid: the API answered {outage.status_code}")
             assert outage.status_code == 503
             assert outage.json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
             assert outage.headers["Retry-After"]
@@ -140,4 +147,4 @@ def test_an_outage_answers_503_and_loses_nothing(stack: Stack, server: str) -> N
             loader.join(timeout=400)
     assert result.gave_up == 0
     assert len(result.acknowledged) > 0
-    assert_settled(stack, users, deposits, result)
+    assert_settled(stack, users, deposits, result, figures)
