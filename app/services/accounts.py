@@ -48,7 +48,8 @@ class AccountService:
         self, user_id: int, asset_symbol: object, amount: object, idempotency_key: str | None, operator: str
     ) -> Deposit:
         asset = self.catalog.get(asset_symbol)
-        units = asset.parse(amount, bounded=False)
+        # The transfer limits bound deposits too, so no credit can overflow an account.
+        units = asset.parse(amount)
         deposit_id = deposit_id_for_key(user_id, idempotency_key) if idempotency_key else self.ids.next_id()
         if self.ledger.deposit(deposit_id, user_id, asset, units) == DepositOutcome.CONFLICT:
             raise IdempotencyKeyReused("this Idempotency-Key was already used for a different deposit")
