@@ -75,36 +75,20 @@ def show_transfer(request_id: str) -> dict[str, Any]:
     return report_view(services.operations.show(_parse_id(request_id)), services.catalog)
 
 
-@blp.route("/transfers/<request_id>/void", methods=["POST"])
+@blp.route("/transfers/<request_id>/<any(void, force_post, resend):action>", methods=["POST"])
 @blp.arguments(OperatorActionSchema)
 @blp.response(200, TransferSchema)
 @blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
 @operator_only
-def void_transfer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[str, Any]:
+    """void: release the funds; force_post: the engine applied it but its result was lost; resend: ask again."""
     services = container()
-    done = services.operations.void(_parse_id(request_id), str(current_principal().user_id), body["reason"])
-    return transfer_view(done, services.catalog)
-
-
-@blp.route("/transfers/<request_id>/force_post", methods=["POST"])
-@blp.arguments(OperatorActionSchema)
-@blp.response(200, TransferSchema)
-@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
-@operator_only
-def force_post_transfer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
-    services = container()
-    done = services.operations.force_post(_parse_id(request_id), str(current_principal().user_id), body["reason"])
-    return transfer_view(done, services.catalog)
-
-
-@blp.route("/transfers/<request_id>/resend", methods=["POST"])
-@blp.arguments(OperatorActionSchema)
-@blp.response(200, TransferSchema)
-@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
-@operator_only
-def resend_transfer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
-    services = container()
-    done = services.operations.resend(_parse_id(request_id), str(current_principal().user_id), body["reason"])
+    run = {
+        "void": services.operations.void,
+        "force_post": services.operations.force_post,
+        "resend": services.operations.resend,
+    }[action]
+    done = run(_parse_id(request_id), str(current_principal().user_id), body["reason"])
     return transfer_view(done, services.catalog)
 
 
