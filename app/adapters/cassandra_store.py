@@ -28,7 +28,7 @@ from cassandra.util import uuid_from_time
 
 from app.config import PROJECT_ROOT
 from app.domain.cursor import decode_cursor, encode_cursor
-from app.domain.ids import timestamp_ms_of
+from app.domain.ids import first_id_at, timestamp_ms_of
 from app.domain.transfer import AccountType, AuditEntry, Status, Transfer
 from app.ports.errors import DependencyUnavailable
 from app.ports.store import HistoryPage, IdempotencyClaim, TransferStore
@@ -43,6 +43,7 @@ _TRANSFER_COLUMNS = (
     " fingerprint, created_at_us, updated_at_us"
 )
 _DAY = 86_400_000  # ms
+_LOW_WATER_MARGIN_MS = 10 * 60 * 1000
 
 
 def _micros(moment: datetime) -> int:
@@ -109,6 +110,7 @@ class CassandraTransferStore(TransferStore):
         self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._prepared: dict[str, PreparedStatement] = {}
+        self._low_water: dict[tuple[int, int], int] = {}
 
     @classmethod
     def from_url(cls, url: str) -> CassandraTransferStore:
@@ -353,33 +355,43 @@ class CassandraTransferStore(TransferStore):
         row = self._run("SELECT day FROM {ks}.open_watermark WHERE name = ?", ("scanner",)).one()
         return None if row is None else row.day
 
-    def open_transfers(self, limit: int = 1000) -> list[Transfer]:
-        today = int(datetime.now(UTC).timestamp() * 1000) // _DAY
-        start = self._watermark()
-        start = today - 30 if start is None else start
+    def open_transfers(self, limit: int = 1000, after: int | None = None) -> list[Transfer]:
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        today = now_ms // _DAY
+        watermark = self._watermark()
+        start = today - 30 if watermark is None else watermark
+        if after is not None:
+            start = max(start, _day_of(after))
         found: list[Transfer] = []
         clear_until = start  # every day before this holds no open transfer
         for day in range(start, today + 1):
             if len(found) >= limit:
                 break
-            open_today = self._open_on(day)
-            found.extend(open_today)
-            if not open_today and day == clear_until and day < today - 1:
+            open_that_day = self._open_on(day, after or 0, limit - len(found), now_ms)
+            found.extend(open_that_day)
+            if not open_that_day and day == clear_until and day < today - 1:
                 clear_until = day + 1
-        if clear_until > start:
+        if after is None and clear_until > start:
             self._run("UPDATE {ks}.open_watermark SET day = ? WHERE name = ?", (clear_until, "scanner"))
         return found[:limit]
 
-    def _open_on(self, day: int) -> list[Transfer]:
-        ids = sorted(
-            row.request_id
-            for rows in self._run_all(
-                "SELECT request_id FROM {ks}.open_transfers WHERE day = ? AND shard = ?",
-                [(day, shard) for shard in range(self.shards)],
-                list,
-            )
-            for row in rows
+    def _open_on(self, day: int, after: int, limit: int, now_ms: int) -> list[Transfer]:
+        """The open transfers of one day, above `after`.
+
+        Settled rows are deleted, and a partition's tombstones pile up below
+        its oldest open row. Each shard remembers that low-water mark and
+        reads from it, so the scanner does not wade through them. The mark
+        never passes ids issued in the last ten minutes: a request drawn
+        just before a scan may be recorded just after it.
+        """
+        shards = list(range(self.shards))
+        bounds = [max(after + 1, self._low_water.get((day, shard), 0)) for shard in shards]
+        per_shard = self._run_all(
+            "SELECT request_id FROM {ks}.open_transfers WHERE day = ? AND shard = ? AND request_id >= ? LIMIT ?",
+            [(day, shard, bound, limit) for shard, bound in zip(shards, bounds, strict=True)],
+            lambda rows: [row.request_id for row in rows],
         )
+        ids = sorted(request_id for ids in per_shard for request_id in ids)[:limit]
         records = self._get_many(ids)
         still_open = []
         for request_id in ids:
@@ -394,6 +406,15 @@ class CassandraTransferStore(TransferStore):
                 )
                 continue
             still_open.append(transfer)
+        ceiling = first_id_at(now_ms - _LOW_WATER_MARGIN_MS)
+        open_ids = {t.request_id for t in still_open}
+        for shard, seen in zip(shards, per_shard, strict=True):
+            previous = self._low_water.get((day, shard), 0)
+            if not seen or (after + 1 > previous and after != 0):
+                continue  # this read started above the mark: it says nothing below
+            open_here = [i for i in seen if i in open_ids]
+            mark = min(open_here) if open_here else max(seen) + 1
+            self._low_water[(day, shard)] = min(max(mark, previous), ceiling)
         return still_open
 
     def audit_trail(self, request_id: int) -> list[AuditEntry]:

@@ -161,11 +161,12 @@ class SqliteTransferStore(TransferStore):
         next_cursor = encode_cursor(items[-1].request_id) if len(rows) > limit else None
         return HistoryPage(items=items, next_cursor=next_cursor)
 
-    def open_transfers(self, limit: int = 1000) -> list[Transfer]:
+    def open_transfers(self, limit: int = 1000, after: int | None = None) -> list[Transfer]:
         with self._db.reading() as conn:
             rows = conn.execute(
-                "SELECT * FROM transfers WHERE status IN ('requesting', 'pending') ORDER BY request_id LIMIT ?",
-                (limit,),
+                "SELECT * FROM transfers WHERE status IN ('requesting', 'pending') AND request_id > ?"
+                " ORDER BY request_id LIMIT ?",
+                (after or 0, limit),
             ).fetchall()
         return [_row_to_transfer(row) for row in rows]
 

@@ -57,3 +57,8 @@ def process_worker_id() -> int:
     if configured:
         return int(configured)
     return (os.getpid() ^ secrets.randbits(WORKER_BITS)) & MAX_WORKER_ID
+
+
+def first_id_at(timestamp_ms: int) -> int:
+    """The smallest Snowflake any worker can issue at this millisecond."""
+    return max(timestamp_ms - EPOCH_MS, 0) << (WORKER_BITS + SEQUENCE_BITS)

@@ -41,6 +41,8 @@ class FailureReason(enum.StrEnum):
     REJECTED_BY_ENGINE = "REJECTED_BY_ENGINE"
     NOT_LOCKED = "NOT_LOCKED"
     VOIDED_BY_OPERATOR = "VOIDED_BY_OPERATOR"
+    # Voided in the ledger by an actor that died before recording why.
+    VOIDED = "VOIDED"
 
 
 class Actor(enum.StrEnum):

@@ -64,8 +64,8 @@ class TransferStore(abc.ABC):
         """The user's transfers, newest first."""
 
     @abc.abstractmethod
-    def open_transfers(self, limit: int = 1000) -> list[Transfer]:
-        """Transfers not yet `success` or `failed`, oldest first."""
+    def open_transfers(self, limit: int = 1000, after: int | None = None) -> list[Transfer]:
+        """Transfers not yet `success` or `failed`, oldest first, with request ids above `after`."""
 
     @abc.abstractmethod
     def audit_trail(self, request_id: int) -> list[AuditEntry]: ...

@@ -44,12 +44,18 @@ class RecoveryService:
         self.policy = policy or RecoveryPolicy()
         self._last_sent: dict[int, datetime] = {}
         self._lock = threading.Lock()
+        self._cursor: int | None = None
 
     def scan(self) -> Counter[str]:
-        """One pass over the open transfers. Returns what it did, by action."""
+        """One pass over a batch of open transfers. Returns what it did, by action.
+
+        Passes continue where the last one stopped, so with more open
+        transfers than one batch every one of them is still visited.
+        """
         actions: Counter[str] = Counter()
         now = self.transfers.clock()
-        open_transfers = self.transfers.store.open_transfers(self.policy.batch_size)
+        open_transfers = self.transfers.store.open_transfers(self.policy.batch_size, after=self._cursor)
+        self._cursor = open_transfers[-1].request_id if len(open_transfers) == self.policy.batch_size else None
         oldest_pending = 0.0
         for transfer in open_transfers:
             try:
@@ -57,6 +63,16 @@ class RecoveryService:
             except DependencyUnavailable as exc:
                 actions[f"unavailable:{exc.backend}"] += 1
                 break
+            except Exception as exc:
+                # One transfer we cannot handle must not hide all the others.
+                log.exception("cannot reconcile transfer %s", transfer.request_id)
+                raise_alert(
+                    "scanner_cannot_reconcile",
+                    "critical",
+                    request_id=transfer.request_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                actions["error"] += 1
             if transfer.status == Status.PENDING:
                 oldest_pending = max(oldest_pending, (now - transfer.created_at).total_seconds())
         by_status = Counter(t.status.value for t in open_transfers)
@@ -76,10 +92,12 @@ class RecoveryService:
         if state == LedgerState.POSTED:
             service.settle(transfer, Actor.SCANNER, "ledger shows the lock posted")
             return "completed_success"
+        if state == LedgerState.VOIDED and now - transfer.updated_at < self.policy.resend_after:
+            # Whoever voided it (the engine's rejection, an operator) is likely
+            # about to record it with its own reason; give them the chance.
+            return "waiting"
         if state == LedgerState.VOIDED:
-            service.reject(
-                transfer, Actor.SCANNER, "ledger shows the lock voided", FailureReason.VOIDED_BY_OPERATOR.value
-            )
+            service.reject(transfer, Actor.SCANNER, "ledger shows the lock voided", FailureReason.VOIDED.value)
             return "completed_failed"
         if state in (LedgerState.ABSENT, LedgerState.FENCED):
             raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, ledger=state.value)
@@ -115,7 +133,9 @@ class RecoveryService:
             return "failed_not_locked"
         if state in (LedgerState.POSTED, LedgerState.VOIDED):
             # Resolved in the ledger while the store still said requesting.
-            pending = self._to_pending(transfer, now) or transfer
+            pending = self._to_pending(transfer, now) or service.store.get(transfer.request_id)
+            if pending is None or pending.status != Status.PENDING:
+                return "moved_by_another"
             return self.reconcile(pending, now)
         pending = self._to_pending(transfer, now)
         if pending is not None:

@@ -259,5 +259,28 @@ def test_open_transfers_lists_requesting_and_pending_only(store: TransferStore) 
     assert done.request_id not in open_ids
 
 
+def test_open_transfers_page_with_after_and_survive_settlement(store: TransferStore) -> None:
+    user_id = random_user_id()
+    transfers = [make_transfer(user_id, n + 1) for n in range(6)]
+    for transfer in transfers:
+        store.insert(transfer)
+    for transfer in transfers[:3]:
+        store.transition(transfer, Status.FAILED, actor="api", reason="x", now=now(), failure_reason="NOT_LOCKED")
+    store.open_transfers(100_000)  # a scan that meets the settled rows
+    late = make_transfer(user_id, 99)
+    store.insert(late)
+    mine = {t.request_id for t in transfers[3:]} | {late.request_id}
+    seen: list[int] = []
+    after = transfers[0].request_id - 1
+    while True:
+        page = [t.request_id for t in store.open_transfers(2, after=after)]
+        seen.extend(page)
+        if len(page) < 2:
+            break
+        after = page[-1]
+    assert [r for r in seen if r in mine] == sorted(mine)
+    assert len(seen) == len(set(seen))
+
+
 def test_ping_answers(store: TransferStore) -> None:
     store.ping()

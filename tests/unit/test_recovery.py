@@ -73,9 +73,12 @@ def test_pending_resolved_in_the_ledger_is_completed(harness: Harness) -> None:
     harness.ledger.post(posted, usdt)  # settlement died before its store update
     harness.ledger.void(voided, usdt)
     actions = harness.recovery.scan()
-    assert actions["completed_success"] == 1 and actions["completed_failed"] == 1
+    # A fresh void waits: its author may still record why.
+    assert actions["completed_success"] == 1 and actions["waiting"] == 1
+    harness.clock.advance(seconds=31)
+    assert harness.recovery.scan()["completed_failed"] == 1
     assert harness.reload(posted).status == Status.SUCCESS
-    assert harness.reload(voided).status == Status.FAILED
+    assert (harness.reload(voided).status, harness.reload(voided).failure_reason) == (Status.FAILED, "VOIDED")
 
 
 def test_never_voids_on_its_own_and_resends_unanswered(harness: Harness) -> None:
@@ -150,3 +153,39 @@ def test_two_scanners_at_once_do_no_harm(harness: Harness) -> None:
     assert harness.balance(1, AccountType.SPOT) == (5 * UNIT, 0)
     trail = harness.store.audit_trail(transfers[0].request_id)
     assert [e.to_status for e in trail] == [Status.REQUESTING, Status.PENDING, Status.SUCCESS]
+
+
+def test_one_transfer_it_cannot_handle_does_not_hide_the_rest(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.fund(1)
+    broken = _recorded_only(harness, 1, UNIT)
+    fine = _recorded_only(harness, 1, UNIT)
+    usdt = harness.transfers.catalog.get("USDT")
+    harness.ledger.lock(fine, usdt)
+    real_state_of = harness.ledger.state_of
+
+    def state_of(transfer: Transfer, asset: object) -> LedgerState:
+        if transfer.request_id == broken.request_id:
+            raise RuntimeError("ledger answered nonsense")
+        return real_state_of(transfer, asset)  # type: ignore[arg-type]
+
+    harness.ledger.state_of = state_of  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO)
+    actions = harness.recovery.scan()
+    assert actions["error"] == 1 and actions["locked_sent"] == 1
+    assert ("scanner_cannot_reconcile", "critical") in [(a["alert"], a["severity"]) for a in _alerts(caplog)]
+
+
+def test_passes_continue_where_the_last_one_stopped(harness: Harness) -> None:
+    from app.services.recovery import RecoveryPolicy, RecoveryService
+
+    harness.fund(1)
+    transfers = [_recorded_only(harness, 1, UNIT) for _ in range(5)]
+    usdt = harness.transfers.catalog.get("USDT")
+    for transfer in transfers:
+        harness.ledger.lock(transfer, usdt)
+    small = RecoveryService(harness.transfers, RecoveryPolicy(batch_size=2))
+    for _ in range(3):
+        small.scan()
+    assert all(harness.reload(t).status == Status.PENDING for t in transfers)
