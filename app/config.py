@@ -43,9 +43,23 @@ class Settings:
             return self.embedded_bus
         return self.background_workers.lower() in ("1", "true", "yes")
 
+    @property
+    def fully_embedded(self) -> bool:
+        return (
+            self.store_url.startswith("sqlite:")
+            and self.ledger_url.startswith("embedded:")
+            and self.bus_url.startswith("inprocess:")
+        )
+
     def effective_jwt_secret(self) -> str:
         if self.jwt_secret:
+            if len(self.jwt_secret) < 32:
+                raise RuntimeError("JWT_SECRET must be at least 32 characters")
             return self.jwt_secret
+        if not self.fully_embedded:
+            # Real backends mean real money: a public secret would let anyone
+            # mint an operator token and credit deposits.
+            raise RuntimeError("JWT_SECRET must be set when any backend is not embedded")
         log.warning(
             "!!! JWT_SECRET is not set: using the well-known development secret. "
             "Anyone can mint tokens. Never run like this in production. !!!"

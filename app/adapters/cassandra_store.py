@@ -220,6 +220,22 @@ class CassandraTransferStore(TransferStore):
             return None
         return IdempotencyClaim(request_id=row.request_id, fingerprint=row.fingerprint)
 
+    def reassign_idempotency_key(
+        self, user_id: int, key: str, expected_request_id: int, claim: IdempotencyClaim
+    ) -> IdempotencyClaim | None:
+        row = self._run(
+            "UPDATE {ks}.idempotency_keys SET request_id = ?, fingerprint = ?"
+            " WHERE user_id = ? AND idempotency_key = ? IF request_id = ?",
+            (claim.request_id, claim.fingerprint, user_id, key, expected_request_id),
+        ).one()
+        if row.applied:
+            return None
+        holder = self._run(
+            "SELECT request_id, fingerprint FROM {ks}.idempotency_keys WHERE user_id = ? AND idempotency_key = ?",
+            (user_id, key),
+        ).one()
+        return IdempotencyClaim(request_id=holder.request_id, fingerprint=holder.fingerprint)
+
     def _shard(self, request_id: int) -> int:
         return request_id % self.shards
 

@@ -67,6 +67,22 @@ class SqliteTransferStore(TransferStore):
             ).fetchone()
         return IdempotencyClaim(request_id=row["request_id"], fingerprint=row["fingerprint"])
 
+    def reassign_idempotency_key(
+        self, user_id: int, key: str, expected_request_id: int, claim: IdempotencyClaim
+    ) -> IdempotencyClaim | None:
+        with self._db.transaction() as conn:
+            moved = conn.execute(
+                "UPDATE idempotency_keys SET request_id = ?, fingerprint = ?"
+                " WHERE user_id = ? AND key = ? AND request_id = ?",
+                (claim.request_id, claim.fingerprint, user_id, key, expected_request_id),
+            ).rowcount
+            if moved:
+                return None
+            row = conn.execute(
+                "SELECT request_id, fingerprint FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
+            ).fetchone()
+        return IdempotencyClaim(request_id=row["request_id"], fingerprint=row["fingerprint"])
+
     def insert(self, transfer: Transfer) -> bool:
         with self._db.transaction() as conn:
             inserted = conn.execute(

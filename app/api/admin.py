@@ -24,6 +24,7 @@ from app.api.schemas import (
     TransferSchema,
 )
 from app.domain.errors import ValidationFailed
+from app.domain.ids import parse_id
 from app.domain.transfer import Status
 from app.services.operations import report_row
 
@@ -48,9 +49,10 @@ def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_id(request_id: str) -> int:
-    if not request_id.isdigit() or len(request_id) > 20:
-        raise ValidationFailed("request_id must be a decimal string")
-    return int(request_id)
+    try:
+        return parse_id(request_id)
+    except ValueError:
+        raise ValidationFailed("request_id must be a decimal id") from None
 
 
 @blp.route("/transfers/stuck")

@@ -12,6 +12,7 @@ import jwt
 from flask import current_app, g, request
 
 from app.domain.errors import DomainError
+from app.domain.ids import parse_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,11 +66,9 @@ def _principal_from_request() -> Principal:
             algorithms=["HS256"],
             options={"require": ["sub", "exp"]},
         )
-        user_id = int(claims["sub"])
+        user_id = parse_id(claims["sub"])
     except (jwt.PyJWTError, ValueError):
         raise Unauthenticated("the bearer token is invalid or expired") from None
-    if user_id <= 0:
-        raise Unauthenticated("the bearer token is invalid or expired")
     return Principal(user_id=user_id, role=str(claims.get("role", USER_ROLE)))
 
 

@@ -17,7 +17,9 @@ class AccountRefSchema(Schema):
     # (INVALID_ACCOUNT_TYPE, UNSUPPORTED_ASSET) rather than a generic one.
     account_type = fields.String(required=True, metadata={"enum": ["funding", "spot"]})
     asset = fields.String(required=True, metadata={"example": "USDT"})
-    user_id = fields.Integer(strict=True, load_default=None, allow_none=True)
+    user_id = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1, max=2**63 - 1)
+    )
 
 
 class TransferRequestSchema(Schema):
@@ -88,7 +90,7 @@ class DepositRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    user_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    user_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=2**63 - 1))
     asset = fields.String(required=True)
     amount = fields.Raw(required=True, metadata=_DECIMAL)
 
@@ -130,8 +132,8 @@ class ReconcileQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    request_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
-    user_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    request_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**63 - 1))
+    user_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**63 - 1))
 
 
 class AuditEntrySchema(Schema):

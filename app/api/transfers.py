@@ -19,9 +19,9 @@ from app.api.schemas import (
     TransferRequestSchema,
     TransferSchema,
 )
-from app.domain.errors import ValidationFailed
+from app.domain.ids import parse_id
 from app.domain.transfer import Status
-from app.services.transfers import build_command
+from app.services.transfers import NotFound, build_command
 
 blp = Blueprint(
     "internal_transfer",
@@ -81,8 +81,10 @@ def history(query: dict[str, Any]) -> dict[str, Any]:
 @blp.alt_response(404, schema=ApiErrorSchema)
 @authenticated
 def get_transfer(request_id: str) -> dict[str, Any]:
-    if not request_id.isdigit() or len(request_id) > 20:
-        raise ValidationFailed("request_id must be a decimal string")
+    try:
+        wanted = parse_id(request_id)
+    except ValueError:
+        raise NotFound("no such transfer") from None
     services = container()
-    transfer = services.transfers.get_for_user(current_principal().user_id, int(request_id))
+    transfer = services.transfers.get_for_user(current_principal().user_id, wanted)
     return transfer_view(transfer, services.catalog)

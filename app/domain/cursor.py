@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from app.domain.errors import ValidationFailed
+from app.domain.ids import parse_id
 
 
 def encode_cursor(request_id: int) -> str:
@@ -14,9 +15,6 @@ def encode_cursor(request_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
+        return parse_id(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed("cursor is not one this service issued") from exc
-    if value <= 0:
-        raise ValidationFailed("cursor is not one this service issued")
-    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
@@ -13,6 +14,7 @@ WORKER_BITS = 10
 SEQUENCE_BITS = 12
 MAX_WORKER_ID = (1 << WORKER_BITS) - 1
 _SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 
 class SnowflakeGenerator:
@@ -62,3 +64,16 @@ def process_worker_id() -> int:
 def first_id_at(timestamp_ms: int) -> int:
     """The smallest Snowflake any worker can issue at this millisecond."""
     return max(timestamp_ms - EPOCH_MS, 0) << (WORKER_BITS + SEQUENCE_BITS)
+
+
+MAX_ID = 2**63 - 1  # what every store column (bigint) can hold
+
+
+def parse_id(text: object) -> int:
+    """A positive 63-bit id from its decimal string; ValueError otherwise."""
+    if not isinstance(text, str) or not _DIGITS.fullmatch(text):
+        raise ValueError("an id is a decimal string of 1 to 19 digits")
+    value = int(text)
+    if not 0 < value <= MAX_ID:
+        raise ValueError("an id is between 1 and 2^63-1")
+    return value

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.domain.ids import parse_id
+
 SCHEMA_VERSION = 1
 
 
@@ -37,8 +39,8 @@ class EngineRequest:
         if message.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
         return cls(
-            request_id=int(str(message["request_id"])),
-            user_id=int(str(message["user_id"])),
+            request_id=parse_id(str(message["request_id"])),
+            user_id=parse_id(str(message["user_id"])),
             asset=str(message["asset"]),
             from_account_type=str(message["from_account_type"]),
             to_account_type=str(message["to_account_type"]),
@@ -71,7 +73,7 @@ class EngineResult:
             raise ValueError(f"unknown outcome {outcome!r}")
         reason = message.get("reason")
         return cls(
-            request_id=int(str(message["request_id"])),
+            request_id=parse_id(str(message["request_id"])),
             outcome=str(outcome),
             reason=None if reason is None else str(reason),
         )

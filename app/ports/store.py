@@ -29,6 +29,15 @@ class TransferStore(abc.ABC):
         """Claim the key for `claim`. Return None if claimed now, else the holder."""
 
     @abc.abstractmethod
+    def reassign_idempotency_key(
+        self, user_id: int, key: str, expected_request_id: int, claim: IdempotencyClaim
+    ) -> IdempotencyClaim | None:
+        """Point the key at `claim` if it still names `expected_request_id`.
+
+        Return None if it was moved, else whoever holds the key now.
+        """
+
+    @abc.abstractmethod
     def insert(self, transfer: Transfer) -> bool:
         """Insert if no transfer has this request id. False if one already does."""
 

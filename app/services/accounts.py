@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from dataclasses import dataclass
 
 from app.domain.assets import AssetCatalog
@@ -50,7 +51,9 @@ class AccountService:
         asset = self.catalog.get(asset_symbol)
         # The transfer limits bound deposits too, so no credit can overflow an account.
         units = asset.parse(amount)
-        deposit_id = deposit_id_for_key(user_id, idempotency_key) if idempotency_key else self.ids.next_id()
+        # Without a key, a random id: a Snowflake drawn twice by two processes
+        # would make the second deposit look like a replay of the first.
+        deposit_id = deposit_id_for_key(user_id, idempotency_key) if idempotency_key else secrets.randbits(63) or 1
         if self.ledger.deposit(deposit_id, user_id, asset, units) == DepositOutcome.CONFLICT:
             raise IdempotencyKeyReused("this Idempotency-Key was already used for a different deposit")
         log.info("deposit %s: %s %s to user %s by %s", deposit_id, asset.format(units), asset.symbol, user_id, operator)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.domain.assets import AssetCatalog
 from app.domain.errors import DomainError, ValidationFailed
-from app.domain.ids import SnowflakeGenerator
+from app.domain.ids import SnowflakeGenerator, timestamp_ms_of
 from app.domain.transfer import (
     AccountType,
     Actor,
@@ -28,6 +28,10 @@ from app.services.crash_points import crash_point
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+_MAX_ID_CLASHES = 8
+_RESUME_WINDOW = timedelta(hours=1)
 
 
 def utc_now() -> datetime:
@@ -110,36 +114,56 @@ class TransferService:
     def submit(self, command: TransferCommand, idempotency_key: str | None = None) -> SubmitResult:
         if idempotency_key is None:
             return SubmitResult(self._lock_and_send(self._insert_new(command, None)), replayed=False)
+        user_id, key = command.user_id, idempotency_key
         claim = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=command.fingerprint())
-        holder = self.store.claim_idempotency_key(command.user_id, idempotency_key, claim)
-        if holder is None:
-            return SubmitResult(self._record_and_lock(claim.request_id, command, idempotency_key), replayed=False)
-        if holder.fingerprint != claim.fingerprint:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request",
-                request_id=str(holder.request_id),
-            )
-        existing = self.store.get(holder.request_id)
-        if existing is not None:
-            return SubmitResult(existing, replayed=True)
-        # The key is claimed but its transfer is not recorded: either the
-        # first attempt died in between (nothing was locked, the lock needs
-        # the record) or it is still running. Either way, carrying on with
-        # the request id the key names is safe: every step is idempotent.
-        return SubmitResult(self._record_and_lock(holder.request_id, command, idempotency_key), replayed=True)
+        holder = self.store.claim_idempotency_key(user_id, key, claim)
+        replayed = holder is not None
+        for _ in range(_MAX_ID_CLASHES):
+            if holder is not None:
+                if holder.fingerprint != claim.fingerprint:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was already used with a different request",
+                        request_id=str(holder.request_id),
+                    )
+                existing = self.store.get(holder.request_id)
+                if existing is not None and self._made_by(existing, user_id, key):
+                    return SubmitResult(existing, replayed=True)
+                if existing is None and not self._too_old_to_resume(holder.request_id):
+                    # The key is claimed but its transfer is not recorded: the
+                    # first attempt died in between (nothing was locked: the
+                    # lock needs the record) or is still running. Carrying on
+                    # with the id the key names is safe: every step is idempotent.
+                    claim, holder = holder, None
+                    continue
+                # The id belongs to another transfer (two processes drew the
+                # same Snowflake), or is too old for the scanner to find: move
+                # the key to a fresh id.
+                fresh = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=claim.fingerprint)
+                holder = self.store.reassign_idempotency_key(user_id, key, holder.request_id, fresh)
+                claim = fresh
+                continue
+            transfer = Transfer.new(claim.request_id, command, self.clock(), key)
+            if self.store.insert(transfer):
+                crash_point("after_store_insert")
+                return SubmitResult(self._lock_and_send(transfer), replayed=replayed)
+            existing = self._get_existing(claim.request_id)
+            if self._made_by(existing, user_id, key):
+                # A concurrent duplicate recorded it first; finish it alongside.
+                if existing.status != Status.REQUESTING:
+                    return SubmitResult(existing, replayed=True)
+                return SubmitResult(self._lock_and_send(existing), replayed=True)
+            holder = IdempotencyClaim(request_id=claim.request_id, fingerprint=claim.fingerprint)
+        raise RuntimeError(f"could not find a free request id for key {key!r}")
 
-    def _record_and_lock(self, request_id: int, command: TransferCommand, idempotency_key: str) -> Transfer:
-        transfer = Transfer.new(request_id, command, self.clock(), idempotency_key)
-        if not self.store.insert(transfer):
-            existing = self._get_existing(request_id)
-            if existing.user_id != command.user_id or existing.fingerprint != command.fingerprint():
-                raise RuntimeError(f"request id {request_id} was issued twice")
-            transfer = existing  # a concurrent duplicate recorded it first
-        else:
-            crash_point("after_store_insert")
-        if transfer.status != Status.REQUESTING:
-            return transfer
-        return self._lock_and_send(transfer)
+    @staticmethod
+    def _made_by(transfer: Transfer, user_id: int, key: str) -> bool:
+        return transfer.user_id == user_id and transfer.idempotency_key == key
+
+    def _too_old_to_resume(self, request_id: int) -> bool:
+        # The scanner reads the open set by the day a request id was issued;
+        # an unrecorded id older than this gets a fresh one instead.
+        issued = datetime.fromtimestamp(timestamp_ms_of(request_id) / 1000, UTC)
+        return self.clock() - issued > _RESUME_WINDOW
 
     def _insert_new(self, command: TransferCommand, idempotency_key: str | None) -> Transfer:
         while True:

@@ -150,6 +150,17 @@ def test_idempotency_key_is_claimed_once(store: TransferStore) -> None:
     assert store.claim_idempotency_key(random_user_id(), "key-1", second) is None
 
 
+def test_a_key_moves_only_from_the_id_it_still_names(store: TransferStore) -> None:
+    user_id = random_user_id()
+    first = IdempotencyClaim(request_id=random_request_id(), fingerprint="f")
+    store.claim_idempotency_key(user_id, "k", first)
+    second = IdempotencyClaim(request_id=random_request_id(), fingerprint="f")
+    assert store.reassign_idempotency_key(user_id, "k", first.request_id, second) is None
+    third = IdempotencyClaim(request_id=random_request_id(), fingerprint="f")
+    assert store.reassign_idempotency_key(user_id, "k", first.request_id, third) == second
+    assert store.claim_idempotency_key(user_id, "k", third) == second
+
+
 def test_concurrent_claims_of_one_key_have_one_winner(store: TransferStore) -> None:
     user_id = random_user_id()
     claims = [IdempotencyClaim(request_id=random_request_id(), fingerprint="f") for _ in range(10)]

@@ -11,6 +11,7 @@ from app.domain.transfer import AccountType, Actor, Status
 from app.ports.bus import EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import LedgerState
+from app.ports.store import IdempotencyClaim
 from app.services.transfers import IdempotencyKeyReused, InsufficientBalance
 from tests.unit.harness import Harness
 
@@ -102,13 +103,36 @@ def test_concurrent_duplicates_make_one_transfer(harness: Harness) -> None:
 
 
 def test_a_key_claimed_by_a_crashed_attempt_is_finished_by_the_retry(harness: Harness) -> None:
-    from app.ports.store import IdempotencyClaim
-
     harness.fund(1)
     command = harness.command(1, 5 * UNIT)
-    harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=4242, fingerprint=command.fingerprint()))
+    crashed = harness.transfers.ids.next_id()
+    harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=crashed, fingerprint=command.fingerprint()))
     result = harness.transfers.submit(command, "k")
-    assert result.transfer.request_id == 4242 and result.transfer.status == Status.PENDING
+    assert result.transfer.request_id == crashed and result.transfer.status == Status.PENDING
+
+
+def test_a_key_claimed_long_ago_and_never_recorded_gets_a_fresh_id(harness: Harness) -> None:
+    harness.fund(1)
+    command = harness.command(1, 5 * UNIT)
+    ancient = 4242  # issued at the Snowflake epoch
+    harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=ancient, fingerprint=command.fingerprint()))
+    result = harness.transfers.submit(command, "k")
+    assert result.transfer.request_id != ancient and result.transfer.status == Status.PENDING
+    assert harness.transfers.submit(command, "k").transfer.request_id == result.transfer.request_id
+
+
+def test_a_request_id_drawn_twice_never_shows_one_user_anothers_transfer(harness: Harness) -> None:
+    harness.fund(1)
+    harness.fund(2)
+    theirs = harness.transfers.submit(harness.command(1, UNIT), "a").transfer
+    clash = iter([theirs.request_id])
+    real_next = harness.transfers.ids.next_id
+    harness.transfers.ids.next_id = lambda: next(clash, None) or real_next()  # type: ignore[method-assign]
+    mine = harness.transfers.submit(harness.command(2, 2 * UNIT), "b")
+    assert mine.transfer.request_id != theirs.request_id
+    assert (mine.transfer.user_id, mine.transfer.amount, mine.replayed) == (2, 2 * UNIT, False)
+    again = harness.transfers.submit(harness.command(2, 2 * UNIT), "b")
+    assert again.transfer.request_id == mine.transfer.request_id and again.replayed
 
 
 def test_duplicate_and_late_results_change_nothing(harness: Harness) -> None:
