@@ -80,7 +80,11 @@ class Stack:
         if self.tigerbeetle is None and find_tigerbeetle_binary():
             self.tigerbeetle = TigerBeetleServer(find_tigerbeetle_binary() or "", self.directory / "tb").start()
         env = {**self.env(), **overrides}
-        CassandraTransferStore.from_url(env["STORE_URL"]).create_schema()
+        schema_owner = CassandraTransferStore.from_url(env["STORE_URL"])
+        try:
+            schema_owner.create_schema()
+        finally:
+            schema_owner.close()
         for name in ("engine", "worker", "web"):
             self.processes[name] = self._process(name, env).start()
         wait_until_ready(self.base_url, self.processes["web"], timeout=120)
