@@ -10,7 +10,6 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.adapters.cassandra_store import DEFAULT_REPLICATION
 from app.api.auth import issue_token
 from app.api.presenters import report_view, transfer_view
 from app.bootstrap import Container
@@ -59,7 +58,7 @@ def register_cli(app: Flask) -> None:
             click.echo(f"{type(store).__name__} creates its own schema; nothing to do")
             return
         try:
-            create_schema(os.environ.get("CASSANDRA_REPLICATION") or DEFAULT_REPLICATION)
+            create_schema(os.environ.get("CASSANDRA_REPLICATION"))
         except DependencyUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         click.echo("schema applied")

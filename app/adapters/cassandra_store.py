@@ -202,10 +202,17 @@ class CassandraTransferStore(TransferStore):
             futures = [session.execute_async(statement, params) for params in param_sets]
             return [each(future.result()) for future in futures]
 
-    def create_schema(self, replication: str = DEFAULT_REPLICATION) -> None:
+    def _run_together(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         with self._guard():
             session = self._connect()
-            for statement in schema_statements(self.keyspace, replication):
+            futures = [session.execute_async(self._statement(cql), params) for cql, params in statements]
+            for future in futures:
+                future.result()
+
+    def create_schema(self, replication: str | None = None) -> None:
+        with self._guard():
+            session = self._connect()
+            for statement in schema_statements(self.keyspace, replication or DEFAULT_REPLICATION):
                 session.execute(statement, timeout=60)
 
     # -- the port -----------------------------------------------------------
@@ -244,13 +251,18 @@ class CassandraTransferStore(TransferStore):
         request_id = transfer.request_id
         # Index rows first: if we die before the record itself, they point at
         # nothing and readers skip them; the other order could hide a record.
-        self._run(
-            "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",
-            (transfer.user_id, request_id, transfer.asset),
-        )
-        self._run(
-            "INSERT INTO {ks}.open_transfers (day, shard, request_id) VALUES (?, ?, ?)",
-            (_day_of(request_id), self._shard(request_id), request_id),
+        # The two are independent, so they go in parallel (one round trip).
+        self._run_together(
+            [
+                (
+                    "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",
+                    (transfer.user_id, request_id, transfer.asset),
+                ),
+                (
+                    "INSERT INTO {ks}.open_transfers (day, shard, request_id) VALUES (?, ?, ?)",
+                    (_day_of(request_id), self._shard(request_id), request_id),
+                ),
+            ]
         )
         result = self._run(
             f"INSERT INTO {{ks}}.transfers ({_TRANSFER_COLUMNS}, last_actor, last_reason)"

@@ -61,7 +61,6 @@ class AccountService:
 
     def balances(self, user_id: int) -> list[Balance]:
         assets = list(self.catalog)
-        by_symbol = {asset.symbol: asset for asset in assets}
         found = {(b.asset, b.account_type): b for b in self.ledger.balances(user_id, assets)}
         balances = []
         for asset in assets:
@@ -69,7 +68,7 @@ class AccountService:
                 entry = found.get((asset.symbol, account_type))
                 balances.append(
                     Balance(
-                        asset=by_symbol[asset.symbol],
+                        asset=asset,
                         account_type=account_type,
                         available=entry.available if entry else 0,
                         locked=entry.locked if entry else 0,

@@ -66,7 +66,7 @@ def check_invariants(
         if count > 1:
             report.violations.append(f"idempotency key {key!r} of user {user_id} made {count} transfers")
 
-    locked: dict[tuple[int, str], int] = defaultdict(int)
+    locked: dict[tuple[int, str, AccountType], int] = defaultdict(int)
     for transfer in by_id.values():
         asset = transfers.catalog.get(transfer.asset)
         state = transfers.ledger.state_of(transfer, asset)
@@ -80,22 +80,21 @@ def check_invariants(
             )
         if state == LedgerState.PENDING and not transfer.status.is_terminal:
             # Only a transfer still open may hold funds; any other lock is orphaned.
-            locked[(transfer.user_id, transfer.asset)] += transfer.amount
+            locked[(transfer.user_id, transfer.asset, transfer.from_type)] += transfer.amount
         if engine_applied is not None:
             _check_engine(report, transfer, engine_applied.get(transfer.request_id))
 
     users = {user for user, _ in deposits} | {t.user_id for t in by_id.values()}
     for user_id in users:
-        for balance in transfers.ledger.balances(user_id, list(transfers.catalog)):
-            key = (user_id, balance.asset)
-            if balance.account_type == AccountType.FUNDING and balance.locked != locked.get(key, 0):
-                report.violations.append(
-                    f"user {user_id} {balance.asset}: {balance.locked} locked in the ledger, "
-                    f"{locked.get(key, 0)} held by open transfers (an orphaned lock)"
-                )
         totals: dict[str, int] = defaultdict(int)
         for balance in transfers.ledger.balances(user_id, list(transfers.catalog)):
             totals[balance.asset] += balance.available + balance.locked
+            held = locked.get((user_id, balance.asset, balance.account_type), 0)
+            if balance.locked != held:
+                report.violations.append(
+                    f"user {user_id} {balance.asset} {balance.account_type.value}: {balance.locked} locked in the"
+                    f" ledger, {held} held by open transfers (an orphaned lock)"
+                )
         for asset in transfers.catalog:
             expected = deposits.get((user_id, asset.symbol), 0)
             if totals.get(asset.symbol, 0) != expected:
