@@ -170,8 +170,12 @@ class CassandraTransferStore(TransferStore):
         assert self._session is not None
         return self._session
 
+    def session(self) -> Session:
+        """The process's one driver session, for adapters that share this store's cluster."""
+        return self._connect()
+
     @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def guard(self) -> Iterator[None]:
         try:
             yield
         except DependencyUnavailable:
@@ -192,25 +196,25 @@ class CassandraTransferStore(TransferStore):
         return prepared
 
     def _run(self, cql: str, params: tuple[Any, ...] = ()) -> Any:
-        with self._guard():
+        with self.guard():
             return self._connect().execute(self._statement(cql), params)
 
     def _run_all(self, cql: str, param_sets: list[tuple[Any, ...]], each: Callable[[Any], T]) -> list[T]:
-        with self._guard():
+        with self.guard():
             session = self._connect()
             statement = self._statement(cql)
             futures = [session.execute_async(statement, params) for params in param_sets]
             return [each(future.result()) for future in futures]
 
     def _run_together(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._guard():
+        with self.guard():
             session = self._connect()
             futures = [session.execute_async(self._statement(cql), params) for cql, params in statements]
             for future in futures:
                 future.result()
 
     def create_schema(self, replication: str | None = None) -> None:
-        with self._guard():
+        with self.guard():
             session = self._connect()
             for statement in schema_statements(self.keyspace, replication or DEFAULT_REPLICATION):
                 session.execute(statement, timeout=60)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -252,6 +252,11 @@ class TransferService:
         return self.store.history(user_id, limit, cursor, status, asset)
 
     # -- results from the engine ----------------------------------------------
+
+    def apply_results(self, results: Sequence[EngineResult]) -> None:
+        """Apply a batch of engine results; raise if any of them could not be applied."""
+        for result in results:
+            self.apply_result(result)
 
     def apply_result(self, result: EngineResult) -> None:
         transfer = self.store.get(result.request_id)
