@@ -12,7 +12,8 @@ from app.config import PROJECT_ROOT
 from app.domain.assets import AssetCatalog
 from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator
 from app.domain.money import Asset
-from app.domain.transfer import AccountType, Transfer, TransferCommand
+from app.domain.transfer import AccountType, Status, Transfer, TransferCommand
+from app.ports.store import StatusChange, TransferStore
 
 pytest_plugins = [
     "tests.support.tigerbeetle_fixtures",
@@ -62,3 +63,18 @@ def make_transfer(
     to_type = AccountType.SPOT if from_type == AccountType.FUNDING else AccountType.FUNDING
     command = TransferCommand(user_id=user_id, asset=asset, from_type=from_type, to_type=to_type, amount=amount)
     return Transfer.new(request_id or random_request_id(), command, datetime.now(UTC))
+
+
+def record_move(
+    store: TransferStore,
+    transfer: Transfer,
+    target: Status,
+    actor: str = "test",
+    reason: str = "test",
+    failure_reason: str | None = None,
+    now: datetime | None = None,
+) -> Transfer:
+    """Move a transfer as the service would: the state machine first, then the store."""
+    after = transfer.moved_to(target, now or datetime.now(UTC), failure_reason)
+    store.record_statuses([StatusChange(transfer, after, actor, reason)])
+    return after

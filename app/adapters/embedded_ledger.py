@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
+from collections.abc import Sequence
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import (
@@ -32,6 +33,7 @@ from app.ports.ledger import (
     Ledger,
     LedgerState,
     LockOutcome,
+    Resolution,
     ResolveOutcome,
 )
 
@@ -269,11 +271,8 @@ class EmbeddedLedger(Ledger):
             return ResolveOutcome.NOT_LOCKED
         raise LedgerInvariantBroken(f"resolve {transfer.request_id}: {result.value}")
 
-    def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
-        return self._resolve(transfer, _Kind.POST)
-
-    def void(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
-        return self._resolve(transfer, _Kind.VOID)
+    def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        return [self._resolve(r.transfer, _Kind.POST if r.post else _Kind.VOID) for r in resolutions]
 
     def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:
         with self._db.transaction() as conn:

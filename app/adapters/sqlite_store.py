@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.transfer import AccountType, AuditEntry, Status, Transfer
-from app.ports.store import HistoryPage, IdempotencyClaim, TransferStore
+from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -30,6 +31,10 @@ CREATE TABLE IF NOT EXISTS audit_trail (
 );
 CREATE INDEX IF NOT EXISTS audit_by_transfer ON audit_trail (request_id, seq);
 """
+
+
+# The domain's ranks, as SQL (statuses are fixed words, never input).
+_RANK_OF_STATUS = "CASE status " + " ".join(f"WHEN '{s.value}' THEN {s.rank}" for s in Status) + " END"
 
 
 def _row_to_transfer(row: sqlite3.Row) -> Transfer:
@@ -67,24 +72,10 @@ class SqliteTransferStore(TransferStore):
             ).fetchone()
         return IdempotencyClaim(request_id=row["request_id"], fingerprint=row["fingerprint"])
 
-    def reassign_idempotency_key(
-        self, user_id: int, key: str, expected_request_id: int, claim: IdempotencyClaim
-    ) -> IdempotencyClaim | None:
+    def record_new(self, transfer: Transfer) -> None:
         with self._db.transaction() as conn:
-            moved = conn.execute(
-                "UPDATE idempotency_keys SET request_id = ?, fingerprint = ?"
-                " WHERE user_id = ? AND key = ? AND request_id = ?",
-                (claim.request_id, claim.fingerprint, user_id, key, expected_request_id),
-            ).rowcount
-            if moved:
-                return None
-            row = conn.execute(
-                "SELECT request_id, fingerprint FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
-            ).fetchone()
-        return IdempotencyClaim(request_id=row["request_id"], fingerprint=row["fingerprint"])
-
-    def insert(self, transfer: Transfer) -> bool:
-        with self._db.transaction() as conn:
+            # Ids are unique by construction: a row already there is this very
+            # transfer recorded by an earlier attempt, and it keeps its status.
             inserted = conn.execute(
                 "INSERT OR IGNORE INTO transfers (request_id, user_id, asset, from_type, to_type,"
                 " amount, status, failure_reason, idempotency_key, fingerprint, created_at, updated_at)"
@@ -106,7 +97,6 @@ class SqliteTransferStore(TransferStore):
             ).rowcount
             if inserted:
                 self._audit(conn, transfer.request_id, transfer.created_at, "api", None, transfer.status, "accepted")
-        return bool(inserted)
 
     def _audit(
         self,
@@ -128,27 +118,31 @@ class SqliteTransferStore(TransferStore):
             row = conn.execute("SELECT * FROM transfers WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else _row_to_transfer(row)
 
-    def transition(
-        self,
-        transfer: Transfer,
-        target: Status,
-        *,
-        actor: str,
-        reason: str,
-        now: datetime,
-        failure_reason: str | None = None,
-    ) -> Transfer | None:
-        moved = transfer.moved_to(target, now, failure_reason)
+    def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         with self._db.transaction() as conn:
-            changed = conn.execute(
-                "UPDATE transfers SET status = ?, failure_reason = ?, updated_at = ?"
-                " WHERE request_id = ? AND status = ?",
-                (target.value, failure_reason, now.isoformat(), transfer.request_id, transfer.status.value),
-            ).rowcount
-            if not changed:
-                return None
-            self._audit(conn, transfer.request_id, now, actor, transfer.status, target, reason)
-        return moved
+            for change in changes:
+                after = change.after
+                # The most advanced status stays, whatever order writes arrive in.
+                conn.execute(
+                    "UPDATE transfers SET status = ?, failure_reason = ?, updated_at = ?"
+                    f" WHERE request_id = ? AND {_RANK_OF_STATUS} < ?",
+                    (
+                        after.status.value,
+                        after.failure_reason,
+                        after.updated_at.isoformat(),
+                        after.request_id,
+                        after.status.rank,
+                    ),
+                )
+                self._audit(
+                    conn,
+                    after.request_id,
+                    after.updated_at,
+                    change.actor,
+                    change.before.status,
+                    after.status,
+                    change.reason,
+                )
 
     def history(
         self,
@@ -177,14 +171,15 @@ class SqliteTransferStore(TransferStore):
         next_cursor = encode_cursor(items[-1].request_id) if len(rows) > limit else None
         return HistoryPage(items=items, next_cursor=next_cursor)
 
-    def open_transfers(self, limit: int = 1000, after: int | None = None) -> list[Transfer]:
+    def open_transfers(self, limit: int = 1000, after: int | None = None) -> OpenPage:
         with self._db.reading() as conn:
             rows = conn.execute(
                 "SELECT * FROM transfers WHERE status IN ('requesting', 'pending') AND request_id > ?"
                 " ORDER BY request_id LIMIT ?",
-                (after or 0, limit),
+                (after or 0, limit + 1),
             ).fetchall()
-        return [_row_to_transfer(row) for row in rows]
+        items = [_row_to_transfer(row) for row in rows[:limit]]
+        return OpenPage(items=items, next_after=items[-1].request_id if len(rows) > limit else None)
 
     def audit_trail(self, request_id: int) -> list[AuditEntry]:
         with self._db.reading() as conn:

@@ -69,6 +69,7 @@ from app.ports.ledger import (
     Ledger,
     LedgerState,
     LockOutcome,
+    Resolution,
     ResolveOutcome,
 )
 
@@ -361,22 +362,36 @@ class TigerBeetleLedger(Ledger):
             return LockOutcome.FENCED
         raise _unexpected("lock", transfer.request_id, status)
 
-    def _resolve(self, transfer: Transfer, post: bool) -> ResolveOutcome:
-        operation = "post" if post else "void"
-        status = self._create_transfer(
-            operation,
-            tb.Transfer(
-                id=resolution_id(transfer.request_id),
-                pending_id=lock_id(transfer.request_id),
-                # A post of AMOUNT_MAX posts the whole pending amount; a void takes 0.
-                amount=tb.AMOUNT_MAX if post else 0,
-                user_data_128=transfer.user_id,
-                user_data_64=transfer.request_id,
-                user_data_32=TransferKind.RESOLUTION,
-                timeout=0,
-                flags=tb.TransferFlags.POST_PENDING_TRANSFER if post else tb.TransferFlags.VOID_PENDING_TRANSFER,
-            ),
+    @staticmethod
+    def _resolution_event(transfer: Transfer, post: bool) -> tb.Transfer:
+        return tb.Transfer(
+            id=resolution_id(transfer.request_id),
+            pending_id=lock_id(transfer.request_id),
+            # A post of AMOUNT_MAX posts the whole pending amount; a void takes 0.
+            amount=tb.AMOUNT_MAX if post else 0,
+            user_data_128=transfer.user_id,
+            user_data_64=transfer.request_id,
+            user_data_32=TransferKind.RESOLUTION,
+            timeout=0,
+            flags=tb.TransferFlags.POST_PENDING_TRANSFER if post else tb.TransferFlags.VOID_PENDING_TRANSFER,
         )
+
+    def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        """All posts and voids in one create_transfers request (not linked: each stands alone)."""
+        if not resolutions:
+            return []
+        events = [self._resolution_event(r.transfer, r.post) for r in resolutions]
+        results = self._call("resolve", lambda client: client.create_transfers(events))
+        # The client reports one result per event, in order.
+        if len(results) != len(events):
+            raise LedgerInvariantBroken(f"resolve: {len(results)} results for {len(events)} transfers")
+        return [
+            self._resolution_outcome(r.transfer, r.post, _Status(result.status))
+            for r, result in zip(resolutions, results, strict=True)
+        ]
+
+    def _resolution_outcome(self, transfer: Transfer, post: bool, status: _Status) -> ResolveOutcome:
+        operation = "post" if post else "void"
         if status in _CREATED_OR_EXISTS:
             return ResolveOutcome.POSTED if post else ResolveOutcome.VOIDED
         if status == _Status.PENDING_TRANSFER_ALREADY_POSTED:
@@ -400,12 +415,6 @@ class TigerBeetleLedger(Ledger):
         ):
             return ResolveOutcome.NOT_LOCKED
         raise _unexpected(operation, transfer.request_id, status)
-
-    def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
-        return self._resolve(transfer, post=True)
-
-    def void(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
-        return self._resolve(transfer, post=False)
 
     def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:
         # The accounts must exist for the fence to land (and so to hold).

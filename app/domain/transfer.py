@@ -26,6 +26,14 @@ class Status(enum.StrEnum):
     def is_terminal(self) -> bool:
         return self in (Status.SUCCESS, Status.FAILED)
 
+    @property
+    def rank(self) -> int:
+        """How far along a transfer is; a stored status is never replaced by a lower rank."""
+        return _RANKS[self]
+
+
+_RANKS = {Status.REQUESTING: 0, Status.PENDING: 1, Status.SUCCESS: 2, Status.FAILED: 2}
+
 
 # Statuses only ever move forward.
 LEGAL_TRANSITIONS: dict[Status, frozenset[Status]] = {

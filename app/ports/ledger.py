@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.domain.money import Asset
@@ -48,6 +49,15 @@ class AccountBalance:
     locked: int
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """Post (`post=True`) or void the pending lock of `transfer`."""
+
+    transfer: Transfer
+    asset: Asset
+    post: bool
+
+
 class Ledger(abc.ABC):
     """Every method is idempotent: a retry with the same ids never moves money twice."""
 
@@ -63,10 +73,14 @@ class Ledger(abc.ABC):
         """Create the pending transfer; the no-overdraft flag is the balance check."""
 
     @abc.abstractmethod
-    def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome: ...
+    def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        """Post or void each pending lock, in one request to the ledger; one outcome per resolution."""
 
-    @abc.abstractmethod
-    def void(self, transfer: Transfer, asset: Asset) -> ResolveOutcome: ...
+    def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
+        return self.resolve_many([Resolution(transfer, asset, post=True)])[0]
+
+    def void(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
+        return self.resolve_many([Resolution(transfer, asset, post=False)])[0]
 
     @abc.abstractmethod
     def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,23 @@ class IdempotencyClaim:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """`before` moved to `after` (checked by the service), by `actor`, for `reason`."""
+
+    before: Transfer
+    after: Transfer
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenPage:
+    items: list[Transfer]
+    # Continue with `after=next_after`; None when the open set was read to its end.
+    next_after: int | None
+
+
+@dataclass(frozen=True)
 class HistoryPage:
     items: list[Transfer]
     next_cursor: str | None
@@ -29,36 +47,35 @@ class TransferStore(abc.ABC):
         """Claim the key for `claim`. Return None if claimed now, else the holder."""
 
     @abc.abstractmethod
-    def reassign_idempotency_key(
-        self, user_id: int, key: str, expected_request_id: int, claim: IdempotencyClaim
-    ) -> IdempotencyClaim | None:
-        """Point the key at `claim` if it still names `expected_request_id`.
+    def record_new(self, transfer: Transfer) -> None:
+        """Write a new `requesting` transfer, its history entry, its open-set entry and its audit entry.
 
-        Return None if it was moved, else whoever holds the key now.
+        Request ids are unique by construction (leased Snowflake worker ids),
+        so this is no insert-if-absent: recording the same transfer again (an
+        idempotent retry) is harmless and never moves a stored status back.
+        When this returns, the scanner will see the transfer until it is terminal.
         """
-
-    @abc.abstractmethod
-    def insert(self, transfer: Transfer) -> bool:
-        """Insert if no transfer has this request id. False if one already does."""
 
     @abc.abstractmethod
     def get(self, request_id: int) -> Transfer | None: ...
 
-    @abc.abstractmethod
-    def transition(
-        self,
-        transfer: Transfer,
-        target: Status,
-        *,
-        actor: str,
-        reason: str,
-        now: datetime,
-        failure_reason: str | None = None,
-    ) -> Transfer | None:
-        """Move `transfer` to `target` only if its stored status is still `transfer.status`.
+    def get_many(self, request_ids: Sequence[int]) -> dict[int, Transfer]:
+        """The transfers found among `request_ids`, by id; adapters read them in parallel."""
+        found = {}
+        for request_id in request_ids:
+            transfer = self.get(request_id)
+            if transfer is not None:
+                found[request_id] = transfer
+        return found
 
-        Returns the updated transfer, or None if another actor changed it first.
-        Every successful change is written to the audit trail.
+    @abc.abstractmethod
+    def record_statuses(self, changes: Sequence[StatusChange]) -> None:
+        """Write status changes the service already checked against the state machine.
+
+        The stored status is the most advanced ever written, whatever order
+        writes land in: a write that ranks below the stored status changes
+        nothing in the record. Every change joins the audit trail, even one
+        that lost a race, so who asked and why is never lost.
         """
 
     @abc.abstractmethod
@@ -73,8 +90,19 @@ class TransferStore(abc.ABC):
         """The user's transfers, newest first."""
 
     @abc.abstractmethod
-    def open_transfers(self, limit: int = 1000, after: int | None = None) -> list[Transfer]:
-        """Transfers not yet `success` or `failed`, oldest first, with request ids above `after`."""
+    def open_transfers(self, limit: int = 1000, after: int | None = None) -> OpenPage:
+        """Transfers not yet `success` or `failed`, by request id, with ids above `after`.
+
+        Read-only as far as the scanner is concerned: it never moves what
+        `advance_open_set` keeps, so an operator's listing changes nothing.
+        """
+
+    def advance_open_set(self, now: datetime) -> int:
+        """The scanner's housekeeping before a pass; returns how many transfers it re-filed.
+
+        Stores whose open set needs no upkeep (SQLite) do nothing.
+        """
+        return 0
 
     @abc.abstractmethod
     def audit_trail(self, request_id: int) -> list[AuditEntry]: ...

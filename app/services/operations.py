@@ -70,7 +70,7 @@ class OperatorService:
         cutoff = self.transfers.clock() - older_than
         return [
             t
-            for t in self.transfers.store.open_transfers(limit)
+            for t in self.transfers.store.open_transfers(limit).items
             if (status is None or t.status == status) and t.created_at <= cutoff
         ]
 
@@ -83,8 +83,9 @@ class OperatorService:
     def _already_done_by_operator(self, transfer: Transfer, wanted: Status) -> bool:
         if transfer.status != wanted:
             return False
+        # Racing actors may each have recorded the same change; any operator's entry counts.
         trail = self.transfers.store.audit_trail(transfer.request_id)
-        return bool(trail) and trail[-1].actor.startswith(_operator(""))
+        return any(e.actor.startswith(_operator("")) and e.to_status == wanted for e in trail)
 
     def void(self, request_id: int, operator: str, reason: str) -> Transfer:
         reason = self._check_reason(reason)
@@ -134,7 +135,7 @@ class OperatorService:
         elif user_id is not None:
             transfers = self.transfers.store.history(user_id, min(limit, 100)).items
         else:
-            transfers = self.transfers.store.open_transfers(limit)
+            transfers = self.transfers.store.open_transfers(limit).items
         return [TransferReport(t, self._state(t), []) for t in transfers]
 
 

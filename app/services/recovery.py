@@ -54,8 +54,16 @@ class RecoveryService:
         """
         actions: Counter[str] = Counter()
         now = self.transfers.clock()
-        open_transfers = self.transfers.store.open_transfers(self.policy.batch_size, after=self._cursor)
-        self._cursor = open_transfers[-1].request_id if len(open_transfers) == self.policy.batch_size else None
+        store = self.transfers.store
+        if self._cursor is None:
+            # Between rounds over the whole open set: the store's upkeep
+            # (closing old windows on Cassandra) never splits a round.
+            refiled = store.advance_open_set(now)
+            if refiled:
+                actions["refiled"] += refiled
+        page = store.open_transfers(self.policy.batch_size, after=self._cursor)
+        self._cursor = page.next_after
+        open_transfers = page.items
         oldest_pending = 0.0
         for transfer in open_transfers:
             try:
@@ -122,31 +130,15 @@ class RecoveryService:
             else:
                 state = LedgerState.FENCED
         if state == LedgerState.FENCED:
-            service.store.transition(
-                transfer,
-                Status.FAILED,
-                actor=Actor.SCANNER.value,
-                reason="no lock found after the grace period; id fenced",
-                now=now,
-                failure_reason=FailureReason.NOT_LOCKED.value,
-            )
+            service.fail_unlocked(transfer, Actor.SCANNER, "no lock found after the grace period; id fenced")
             return "failed_not_locked"
+        pending = service.record_locked(transfer, Actor.SCANNER, "lock found in the ledger")
         if state in (LedgerState.POSTED, LedgerState.VOIDED):
             # Resolved in the ledger while the store still said requesting.
-            pending = self._to_pending(transfer, now) or service.store.get(transfer.request_id)
-            if pending is None or pending.status != Status.PENDING:
-                return "moved_by_another"
             return self.reconcile(pending, now)
-        pending = self._to_pending(transfer, now)
-        if pending is not None:
-            service.send_to_engine(pending)
-            self._mark_sent(pending, now)
+        service.send_to_engine(pending)
+        self._mark_sent(pending, now)
         return "locked_sent"
-
-    def _to_pending(self, transfer: Transfer, now: datetime) -> Transfer | None:
-        return self.transfers.store.transition(
-            transfer, Status.PENDING, actor=Actor.SCANNER.value, reason="lock found in the ledger", now=now
-        )
 
     def _due_for_resend(self, transfer: Transfer, now: datetime) -> bool:
         with self._lock:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from app.domain.assets import AssetCatalog
 from app.domain.errors import DomainError, ValidationFailed
-from app.domain.ids import SnowflakeGenerator, timestamp_ms_of
+from app.domain.ids import SnowflakeGenerator
 from app.domain.transfer import (
     AccountType,
     Actor,
@@ -20,18 +20,14 @@ from app.domain.transfer import (
 )
 from app.ports.bus import EngineRequest, EngineResult, PoisonMessage, TransferBus
 from app.ports.errors import DependencyUnavailable
-from app.ports.ledger import Ledger, LedgerState, LockOutcome, ResolveOutcome
-from app.ports.store import HistoryPage, IdempotencyClaim, TransferStore
+from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, ResolveOutcome
+from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange, TransferStore
 from app.services.alerts import raise_alert
 from app.services.crash_points import crash_point
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-_MAX_ID_CLASHES = 8
-_RESUME_WINDOW = timedelta(hours=1)
 
 
 def utc_now() -> datetime:
@@ -113,97 +109,90 @@ class TransferService:
 
     def submit(self, command: TransferCommand, idempotency_key: str | None = None) -> SubmitResult:
         if idempotency_key is None:
-            return SubmitResult(self._lock_and_send(self._insert_new(command, None)), replayed=False)
+            transfer = Transfer.new(self.ids.next_id(), command, self.clock())
+            self._record_new(transfer)
+            return SubmitResult(self._lock_and_send(transfer), replayed=False)
         user_id, key = command.user_id, idempotency_key
         claim = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=command.fingerprint())
         holder = self.store.claim_idempotency_key(user_id, key, claim)
-        replayed = holder is not None
-        for _ in range(_MAX_ID_CLASHES):
-            if holder is not None:
-                if holder.fingerprint != claim.fingerprint:
-                    raise IdempotencyKeyReused(
-                        "this Idempotency-Key was already used with a different request",
-                        request_id=str(holder.request_id),
-                    )
-                existing = self.store.get(holder.request_id)
-                if existing is not None and self._made_by(existing, user_id, key):
-                    return SubmitResult(existing, replayed=True)
-                if existing is None and not self._too_old_to_resume(holder.request_id):
-                    # The key is claimed but its transfer is not recorded: the
-                    # first attempt died in between (nothing was locked: the
-                    # lock needs the record) or is still running. Carrying on
-                    # with the id the key names is safe: every step is idempotent.
-                    claim, holder = holder, None
-                    continue
-                # The id belongs to another transfer (two processes drew the
-                # same Snowflake), or is too old for the scanner to find: move
-                # the key to a fresh id.
-                fresh = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=claim.fingerprint)
-                holder = self.store.reassign_idempotency_key(user_id, key, holder.request_id, fresh)
-                claim = fresh
-                continue
+        if holder is None:
             transfer = Transfer.new(claim.request_id, command, self.clock(), key)
-            if self.store.insert(transfer):
-                crash_point("after_store_insert")
-                return SubmitResult(self._lock_and_send(transfer), replayed=replayed)
-            existing = self._get_existing(claim.request_id)
-            if self._made_by(existing, user_id, key):
-                # A concurrent duplicate recorded it first; finish it alongside.
-                if existing.status != Status.REQUESTING:
-                    return SubmitResult(existing, replayed=True)
-                return SubmitResult(self._lock_and_send(existing), replayed=True)
-            holder = IdempotencyClaim(request_id=claim.request_id, fingerprint=claim.fingerprint)
-        raise RuntimeError(f"could not find a free request id for key {key!r}")
+            self._record_new(transfer)
+            return SubmitResult(self._lock_and_send(transfer), replayed=False)
+        if holder.fingerprint != claim.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request",
+                request_id=str(holder.request_id),
+            )
+        existing = self.store.get(holder.request_id)
+        if existing is None:
+            # The key is claimed but its transfer is not recorded: the first
+            # attempt died in between (nothing was locked: the lock needs the
+            # record) or is still running. Carrying on with the id the key
+            # names is safe: every step is idempotent.
+            existing = Transfer.new(holder.request_id, command, self.clock(), key)
+            self._record_new(existing)
+        elif existing.user_id != user_id or existing.idempotency_key != key:
+            # Request ids are unique by construction (leased worker ids).
+            raise RuntimeError(f"request id {holder.request_id} names another transfer than its key")
+        elif existing.status == Status.REQUESTING:
+            # Recorded, but the first attempt stopped before it was pending:
+            # file it again (it may have died before its filing was confirmed)
+            # and finish it alongside.
+            self._record_new(existing)
+        else:
+            return SubmitResult(existing, replayed=True)
+        return SubmitResult(self._lock_and_send(existing), replayed=True)
 
-    @staticmethod
-    def _made_by(transfer: Transfer, user_id: int, key: str) -> bool:
-        return transfer.user_id == user_id and transfer.idempotency_key == key
+    def _record_new(self, transfer: Transfer) -> None:
+        self.store.record_new(transfer)
+        crash_point("after_store_insert")
 
-    def _too_old_to_resume(self, request_id: int) -> bool:
-        # The scanner reads the open set by the day a request id was issued;
-        # an unrecorded id older than this gets a fresh one instead.
-        issued = datetime.fromtimestamp(timestamp_ms_of(request_id) / 1000, UTC)
-        return self.clock() - issued > _RESUME_WINDOW
+    def _record(
+        self, transfer: Transfer, target: Status, actor: str, reason: str, failure_reason: str | None = None
+    ) -> Transfer:
+        """Apply the state machine, then write the change; the store keeps the most advanced status."""
+        after = transfer.moved_to(target, self.clock(), failure_reason)
+        self.store.record_statuses([StatusChange(transfer, after, str(actor), reason)])
+        return after
 
-    def _insert_new(self, command: TransferCommand, idempotency_key: str | None) -> Transfer:
-        while True:
-            transfer = Transfer.new(self.ids.next_id(), command, self.clock(), idempotency_key)
-            if self.store.insert(transfer):
-                crash_point("after_store_insert")
-                return transfer
-            log.warning("request id %s clashed; drawing another", transfer.request_id)
+    def record_locked(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
+        """The ledger holds the lock: record `pending`."""
+        return self._record(transfer, Status.PENDING, actor, reason)
+
+    def fail_unlocked(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
+        """The ledger says this transfer can never lock (it was fenced): record `failed`."""
+        return self._record(transfer, Status.FAILED, actor, reason, FailureReason.NOT_LOCKED.value)
 
     def _lock_and_send(self, transfer: Transfer) -> Transfer:
         asset = self.catalog.get(transfer.asset)
         try:
             outcome = self.ledger.lock(transfer, asset)
-        except DependencyUnavailable as exc:
-            exc.request_id = transfer.request_id
-            raise
-        crash_point("after_lock")
-        if outcome == LockOutcome.INSUFFICIENT_BALANCE:
-            self._finish(
-                transfer,
-                Status.FAILED,
-                Actor.API,
-                "lock refused: insufficient balance",
-                FailureReason.INSUFFICIENT_BALANCE.value,
-            )
-            raise InsufficientBalance(
-                "the source account does not hold enough available funds",
-                request_id=str(transfer.request_id),
-            )
-        if outcome == LockOutcome.FENCED:
-            # The scanner gave up on this request before our lock landed.
-            return self._get_existing(transfer.request_id)
-        try:
-            pending = self.store.transition(
-                transfer, Status.PENDING, actor=Actor.API.value, reason="funds locked", now=self.clock()
-            )
-            if pending is None:
-                # The scanner moved it first; it also (re)sends it to the engine.
-                return self._get_existing(transfer.request_id)
+            crash_point("after_lock")
+            if outcome == LockOutcome.INSUFFICIENT_BALANCE:
+                self._record(
+                    transfer,
+                    Status.FAILED,
+                    Actor.API,
+                    "lock refused: insufficient balance",
+                    FailureReason.INSUFFICIENT_BALANCE.value,
+                )
+                raise InsufficientBalance(
+                    "the source account does not hold enough available funds",
+                    request_id=str(transfer.request_id),
+                )
+            if outcome == LockOutcome.FENCED:
+                # The scanner gave up on this request before our lock landed
+                # (or, should ids ever clash, the id locks another transfer).
+                existing = self._get_existing(transfer.request_id)
+                if existing.user_id != transfer.user_id or existing.fingerprint != transfer.fingerprint:
+                    raise_alert("request_id_clash", "critical", request_id=transfer.request_id)
+                    raise RuntimeError(f"request id {transfer.request_id} was issued twice")
+                return existing
+            pending = self.record_locked(transfer, Actor.API, "funds locked")
             crash_point("after_store_update")
+            # Should the scanner have recorded and sent it too, the engine
+            # dedupes by request id: a second request is harmless.
             self.send_to_engine(pending)
         except DependencyUnavailable as exc:
             exc.request_id = transfer.request_id
@@ -254,23 +243,52 @@ class TransferService:
     # -- results from the engine ----------------------------------------------
 
     def apply_results(self, results: Sequence[EngineResult]) -> None:
-        """Apply a batch of engine results; raise if any of them could not be applied."""
+        """Apply a batch of engine results: one ledger request for the pending ones, statuses in parallel.
+
+        Raises PoisonMessage, after applying the rest, if a result names no
+        recorded transfer; the bus then retries the batch one by one.
+        """
+        records = self.store.get_many([result.request_id for result in results])
+        batch: dict[int, tuple[Transfer, EngineResult]] = {}
+        one_by_one: list[tuple[Transfer, EngineResult]] = []
         for result in results:
-            self.apply_result(result)
+            transfer = records.get(result.request_id)
+            if transfer is None:
+                continue
+            if transfer.status == Status.PENDING and result.request_id not in batch:
+                batch[result.request_id] = (transfer, result)
+            else:
+                # Already terminal (a duplicate), still `requesting`, or twice in this batch.
+                one_by_one.append((transfer, result))
+        if batch:
+            resolutions = [
+                Resolution(transfer, self.catalog.get(transfer.asset), post=result.outcome == "confirmed")
+                for transfer, result in batch.values()
+            ]
+            outcomes = self.ledger.resolve_many(resolutions)
+            crash_point("after_ledger_resolve")
+            changes: list[StatusChange] = []
+            for (transfer, result), resolution, outcome in zip(batch.values(), resolutions, outcomes, strict=True):
+                actor, reason, failure_reason = self._result_terms(result)
+                changes.extend(self._changes_for(transfer, outcome, resolution.post, actor, reason, failure_reason)[0])
+            crash_point("before_final_store_update")
+            self.store.record_statuses(changes)
+        for transfer, result in one_by_one:
+            actor, reason, failure_reason = self._result_terms(result)
+            self._resolve(transfer, actor, reason, post=result.outcome == "confirmed", failure_reason=failure_reason)
+        unknown = [result.request_id for result in results if result.request_id not in records]
+        if unknown:
+            raise PoisonMessage(f"results for unknown requests {unknown}")
+
+    @staticmethod
+    def _result_terms(result: EngineResult) -> tuple[str, str, str | None]:
+        if result.outcome == "confirmed":
+            return Actor.SETTLEMENT.value, "confirmed by the engine", None
+        reason = f"rejected by the engine: {result.reason or 'no reason'}"
+        return Actor.SETTLEMENT.value, reason, FailureReason.REJECTED_BY_ENGINE.value
 
     def apply_result(self, result: EngineResult) -> None:
-        transfer = self.store.get(result.request_id)
-        if transfer is None:
-            raise PoisonMessage(f"result for unknown request {result.request_id}")
-        if result.outcome == "confirmed":
-            self.settle(transfer, Actor.SETTLEMENT, "confirmed by the engine")
-        else:
-            self.reject(
-                transfer,
-                Actor.SETTLEMENT,
-                f"rejected by the engine: {result.reason or 'no reason'}",
-                FailureReason.REJECTED_BY_ENGINE.value,
-            )
+        self.apply_results([result])
 
     # `actor` is who acts, for the audit trail: an Actor, or "operator:<name>".
 
@@ -305,17 +323,31 @@ class TransferService:
             # Nothing is sent to the engine before its lock exists. Resolving
             # a lock that is not there would burn the resolution id for good.
             raise PoisonMessage(f"result for request {transfer.request_id}, which was never locked")
-        resolve = self.ledger.post if post else self.ledger.void
-        outcome = resolve(transfer, asset)
+        outcome = self.ledger.resolve_many([Resolution(transfer, asset, post)])[0]
         crash_point("after_ledger_resolve")
+        changes, final = self._changes_for(transfer, outcome, post, actor, reason, failure_reason)
+        crash_point("before_final_store_update")
+        self.store.record_statuses(changes)
+        return final
+
+    def _changes_for(
+        self,
+        transfer: Transfer,
+        outcome: ResolveOutcome,
+        post: bool,
+        actor: str,
+        reason: str,
+        failure_reason: str | None,
+    ) -> tuple[list[StatusChange], Transfer]:
+        """What to record once the ledger answered a post or a void: its decision, whoever asked."""
         if outcome == ResolveOutcome.POSTED:
             if not post:
                 raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=str(actor))
-            return self._finish(transfer, Status.SUCCESS, actor, reason if post else "already posted in the ledger")
+            return self._changes_to(transfer, Status.SUCCESS, actor, reason if post else "already posted in the ledger")
         if outcome == ResolveOutcome.VOIDED:
             if post:
                 raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=str(actor))
-            return self._finish(
+            return self._changes_to(
                 transfer,
                 Status.FAILED,
                 actor,
@@ -323,34 +355,19 @@ class TransferService:
                 failure_reason or FailureReason.VOIDED_BY_OPERATOR.value,
             )
         raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=str(actor))
-        return transfer
+        return [], transfer
 
-    def _finish(
+    def _changes_to(
         self, transfer: Transfer, target: Status, actor: str, reason: str, failure_reason: str | None = None
-    ) -> Transfer:
-        """Record a terminal status the ledger already decided, whoever races us."""
+    ) -> tuple[list[StatusChange], Transfer]:
+        """The changes that take `transfer` to the terminal `target` the ledger decided, through `pending`."""
+        now = self.clock()
+        changes = []
         current = transfer
-        while not current.status.is_terminal:
-            if target == Status.SUCCESS and current.status == Status.REQUESTING:
-                step = Status.PENDING
-            else:
-                step = target
-            crash_point("before_final_store_update")
-            moved = self.store.transition(
-                current,
-                step,
-                actor=str(actor),
-                reason=reason,
-                now=self.clock(),
-                failure_reason=failure_reason if step == Status.FAILED else None,
-            )
-            current = moved if moved is not None else self._get_existing(transfer.request_id)
-        if current.status != target:
-            raise_alert(
-                "status_disagrees_with_ledger",
-                "critical",
-                request_id=transfer.request_id,
-                stored=current.status.value,
-                ledger=target.value,
-            )
-        return current
+        if target == Status.SUCCESS and current.status == Status.REQUESTING:
+            pending = current.moved_to(Status.PENDING, now)
+            changes.append(StatusChange(current, pending, str(actor), reason))
+            current = pending
+        final = current.moved_to(target, now, failure_reason if target == Status.FAILED else None)
+        changes.append(StatusChange(current, final, str(actor), reason))
+        return changes, final

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from app.adapters.cassandra_store import CassandraTransferStore, random_keyspace
+from app.adapters.cassandra_store import CassandraTransferStore
+
+
+def random_keyspace(prefix: str = "it_test") -> str:
+    # Tests share one Cassandra: each session works in a keyspace of its own.
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 def cassandra_hosts() -> str | None:
@@ -37,7 +43,7 @@ def cassandra_keyspace() -> Iterator[str]:
     store.create_schema()
     yield keyspace
     try:
-        store._connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        store.session().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     finally:
         store.close()
 

@@ -9,6 +9,7 @@ import pytest
 from app.domain.transfer import AccountType, Status
 from app.ports.ledger import LedgerState
 from app.services.operations import NotPending, OperatorService, ReasonRequired
+from tests.conftest import record_move
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -89,7 +90,7 @@ def test_reconcile_flags_a_store_that_disagrees_with_the_ledger(harness: Harness
     assert transfer is not None
     usdt = harness.transfers.catalog.get("USDT")
     harness.ledger.void(transfer, usdt)  # voided in the ledger ...
-    harness.store.transition(transfer, Status.SUCCESS, actor="test", reason="corrupt", now=harness.clock())
+    record_move(harness.store, transfer, Status.SUCCESS, reason="corrupt", now=harness.clock())
     [report] = operations.reconcile(request_id=request_id)
     assert (report.transfer.status, report.ledger_state, report.agrees) == (Status.SUCCESS, LedgerState.VOIDED, False)
     assert all(r.agrees for r in operations.reconcile(user_id=99))

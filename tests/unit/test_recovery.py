@@ -9,6 +9,7 @@ import pytest
 
 from app.domain.transfer import AccountType, Status, Transfer
 from app.ports.ledger import LedgerState, LockOutcome
+from tests.conftest import record_move
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -17,7 +18,7 @@ UNIT = 10**8
 def _recorded_only(harness: Harness, user_id: int, units: int) -> Transfer:
     """A transfer whose web process died right after recording it."""
     transfer = Transfer.new(harness.transfers.ids.next_id(), harness.command(user_id, units), harness.clock())
-    assert harness.store.insert(transfer)
+    harness.store.record_new(transfer)
     return transfer
 
 
@@ -122,7 +123,7 @@ def test_alerts_warning_after_30_minutes_and_critical_after_2_hours(
 
 def test_pending_without_a_lock_is_a_critical_mismatch(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     transfer = _recorded_only(harness, 1, UNIT)
-    harness.store.transition(transfer, Status.PENDING, actor="test", reason="corrupt", now=harness.clock())
+    record_move(harness.store, transfer, Status.PENDING, reason="corrupt", now=harness.clock())
     caplog.set_level(logging.INFO)
     assert harness.recovery.scan()["mismatch"] == 1
     assert ("pending_without_lock", "critical") in [(a["alert"], a["severity"]) for a in _alerts(caplog)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,28 +112,37 @@ def test_a_key_claimed_by_a_crashed_attempt_is_finished_by_the_retry(harness: Ha
     assert result.transfer.request_id == crashed and result.transfer.status == Status.PENDING
 
 
-def test_a_key_claimed_long_ago_and_never_recorded_gets_a_fresh_id(harness: Harness) -> None:
+def test_a_key_claimed_long_ago_and_never_recorded_is_finished_and_visible_to_the_scanner(
+    harness: Harness,
+) -> None:
     harness.fund(1)
     command = harness.command(1, 5 * UNIT)
-    ancient = 4242  # issued at the Snowflake epoch
+    ancient = harness.transfers.ids.next_id()
     harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=ancient, fingerprint=command.fingerprint()))
+    harness.clock.advance(days=3)  # the retry comes days later
     result = harness.transfers.submit(command, "k")
-    assert result.transfer.request_id != ancient and result.transfer.status == Status.PENDING
-    assert harness.transfers.submit(command, "k").transfer.request_id == result.transfer.request_id
+    assert result.transfer.request_id == ancient and result.transfer.status == Status.PENDING
+    assert ancient in {t.request_id for t in harness.store.open_transfers().items}
+    assert harness.transfers.submit(command, "k").transfer.request_id == ancient
 
 
-def test_a_request_id_drawn_twice_never_shows_one_user_anothers_transfer(harness: Harness) -> None:
+def test_a_request_id_drawn_twice_never_shows_one_user_anothers_transfer(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Leased worker ids make this impossible; should it happen anyway, the
+    # clash is refused loudly rather than answered with someone else's transfer.
     harness.fund(1)
     harness.fund(2)
     theirs = harness.transfers.submit(harness.command(1, UNIT), "a").transfer
     clash = iter([theirs.request_id])
     real_next = harness.transfers.ids.next_id
     harness.transfers.ids.next_id = lambda: next(clash, None) or real_next()  # type: ignore[method-assign]
-    mine = harness.transfers.submit(harness.command(2, 2 * UNIT), "b")
-    assert mine.transfer.request_id != theirs.request_id
-    assert (mine.transfer.user_id, mine.transfer.amount, mine.replayed) == (2, 2 * UNIT, False)
-    again = harness.transfers.submit(harness.command(2, 2 * UNIT), "b")
-    assert again.transfer.request_id == mine.transfer.request_id and again.replayed
+    caplog.set_level(logging.INFO)
+    with pytest.raises(RuntimeError):
+        harness.transfers.submit(harness.command(2, 2 * UNIT), "b")
+    assert any("request_id_clash" in r.getMessage() for r in caplog.records)
+    assert harness.reload(theirs) == theirs
+    assert harness.balance(2, AccountType.FUNDING) == (1000 * UNIT, 0)
 
 
 def test_duplicate_and_late_results_change_nothing(harness: Harness) -> None:

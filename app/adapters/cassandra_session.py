@@ -1,0 +1,129 @@
+"""One cassandra-driver session per process, prepared statements, and error mapping.
+
+The Cluster is made on first use (after gunicorn forks). Every driver
+failure surfaces as DependencyUnavailable("store").
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from cassandra import ConsistencyLevel, DriverException
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement
+
+from app.ports.errors import DependencyUnavailable
+
+T = TypeVar("T")
+
+# One CQL statement and its bound values.
+Statement = tuple[str, tuple[Any, ...]]
+
+
+class CassandraSession:
+    def __init__(
+        self,
+        hosts: list[str],
+        port: int,
+        keyspace: str,
+        *,
+        consistency: str = "LOCAL_QUORUM",
+        serial_consistency: str = "LOCAL_SERIAL",
+        local_dc: str | None = None,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self.hosts, self.port, self.keyspace = hosts, port, keyspace
+        self.consistency = ConsistencyLevel.name_to_value[consistency]
+        self.serial_consistency = ConsistencyLevel.name_to_value[serial_consistency]
+        self.local_dc = local_dc
+        self.timeout_seconds = timeout_seconds
+        self._lock = threading.Lock()
+        self._cluster: Cluster | None = None
+        self._session: Session | None = None
+        self._prepared: dict[str, PreparedStatement] = {}
+
+    def connect(self) -> Session:
+        if self._session is not None:
+            return self._session
+        with self._lock:
+            if self._session is None:
+                profile = ExecutionProfile(
+                    load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.local_dc)),
+                    consistency_level=self.consistency,
+                    serial_consistency_level=self.serial_consistency,
+                    request_timeout=self.timeout_seconds,
+                )
+                username = os.environ.get("CASSANDRA_USERNAME")
+                auth = PlainTextAuthProvider(username, os.environ.get("CASSANDRA_PASSWORD", "")) if username else None
+                cluster = Cluster(
+                    self.hosts,
+                    port=self.port,
+                    protocol_version=5,
+                    execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                    auth_provider=auth,
+                    connect_timeout=self.timeout_seconds,
+                    control_connection_timeout=self.timeout_seconds,
+                )
+                try:
+                    self._session = cluster.connect()
+                except Exception:
+                    cluster.shutdown()
+                    raise
+                self._cluster = cluster
+        assert self._session is not None
+        return self._session
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        try:
+            yield
+        except DependencyUnavailable:
+            raise
+        except (DriverException, OSError) as exc:
+            raise DependencyUnavailable("store", f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            # NoHostAvailable and friends are not all DriverExceptions.
+            if type(exc).__module__.startswith("cassandra"):
+                raise DependencyUnavailable("store", f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    def statement(self, cql: str) -> PreparedStatement:
+        prepared = self._prepared.get(cql)
+        if prepared is None:
+            prepared = self.connect().prepare(cql.format(ks=self.keyspace))
+            self._prepared[cql] = prepared
+        return prepared
+
+    def run(self, cql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self.guard():
+            return self.connect().execute(self.statement(cql), params)
+
+    def run_each(self, cql: str, param_sets: Sequence[tuple[Any, ...]], each: Callable[[Any], T]) -> list[T]:
+        """One statement with many parameter sets, all in flight at once: one round trip."""
+        with self.guard():
+            session = self.connect()
+            statement = self.statement(cql)
+            futures = [session.execute_async(statement, params) for params in param_sets]
+            return [each(future.result()) for future in futures]
+
+    def run_together(self, statements: Sequence[Statement]) -> None:
+        """Independent writes, all in flight at once: one round trip."""
+        with self.guard():
+            session = self.connect()
+            futures = [session.execute_async(self.statement(cql), params) for cql, params in statements]
+            for future in futures:
+                future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.shutdown()
+            self._cluster = None
+            self._session = None
+            self._prepared.clear()
