@@ -10,14 +10,15 @@ from urllib.parse import urlparse
 
 from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
-from app.domain.ids import SnowflakeGenerator, process_worker_id
 from app.ports.bus import TransferBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
+from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService
+from app.services.worker_ids import LeasedIdGenerator, LeaseTiming
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,35 @@ def make_bus(url: str) -> TransferBus:
     raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
 
 
+def make_worker_id_leases(store_url: str, store: TransferStore) -> WorkerIdLeases:
+    """Leases live beside the transfers: the store's keyspace, or a file next to its SQLite file."""
+    scheme = urlparse(store_url).scheme
+    if scheme == "cassandra":
+        from app.adapters.cassandra_store import CassandraTransferStore
+        from app.adapters.cassandra_worker_ids import CassandraWorkerIdLeases
+
+        if not isinstance(store, CassandraTransferStore):
+            raise ValueError("a cassandra STORE_URL needs the Cassandra store for its worker-id leases")
+        return CassandraWorkerIdLeases(store)
+    if scheme == "sqlite":
+        from app.adapters.sqlite_worker_ids import SqliteWorkerIdLeases
+
+        path = _sqlite_path(store_url)
+        return SqliteWorkerIdLeases(path if path == ":memory:" else str(Path(path).with_suffix(".worker_ids.db")))
+    raise ValueError(f"STORE_URL scheme {scheme!r} is not supported")
+
+
+def make_id_generator(settings: Settings, store: TransferStore) -> LeasedIdGenerator:
+    timing = LeaseTiming(
+        lease_seconds=settings.worker_id_lease_seconds,
+        renew_every_seconds=settings.worker_id_renew_seconds,
+        safety_margin_seconds=settings.worker_id_safety_margin_seconds,
+        max_clock_skew_seconds=settings.worker_id_max_clock_skew_seconds,
+    )
+    leases = make_worker_id_leases(settings.store_url, store)
+    return LeasedIdGenerator(leases, timing, preferred_worker_id=settings.snowflake_worker_id)
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -80,9 +110,11 @@ class Container:
     accounts: AccountService
     recovery: RecoveryService
     operations: OperatorService
+    ids: LeasedIdGenerator
 
     def close(self) -> None:
-        for adapter in (self.bus, self.ledger, self.store):
+        # The ids first: releasing the worker id needs the store's session.
+        for adapter in (self.ids, self.bus, self.ledger, self.store):
             try:
                 adapter.close()
             except Exception:
@@ -97,8 +129,8 @@ def build(
     bus: TransferBus | None = None,
 ) -> Container:
     catalog = AssetCatalog.from_file(settings.assets_file)
-    ids = SnowflakeGenerator(process_worker_id())
     store = store or make_store(settings.store_url)
+    ids = make_id_generator(settings, store)
     ledger = ledger or make_ledger(settings.ledger_url)
     bus = bus or make_bus(settings.bus_url)
     transfers = TransferService(store, ledger, bus, catalog, ids)
@@ -116,4 +148,5 @@ def build(
         accounts=AccountService(ledger, catalog, ids),
         recovery=RecoveryService(transfers, policy),
         operations=OperatorService(transfers),
+        ids=ids,
     )

@@ -18,6 +18,11 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _optional_int(name: str) -> int | None:
+    value = _env(name, "")
+    return int(value) if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     store_url: str = field(default_factory=lambda: _env("STORE_URL", "sqlite:///var/store.db"))
@@ -32,6 +37,20 @@ class Settings:
     # bus, the reference engine) inside the web process in embedded mode only.
     background_workers: str = field(default_factory=lambda: _env("BACKGROUND_WORKERS", "auto"))
     engine_reject_suffix: str = field(default_factory=lambda: _env("REFERENCE_ENGINE_REJECT_SUFFIX", ""))
+    # The worker id this process would rather lease (still leased, so never
+    # shared); any free one when unset or held by another live process.
+    snowflake_worker_id: int | None = field(default_factory=lambda: _optional_int("SNOWFLAKE_WORKER_ID"))
+    worker_id_lease_seconds: float = field(default_factory=lambda: float(_env("WORKER_ID_LEASE_SECONDS", "30")))
+    worker_id_renew_seconds: float = field(default_factory=lambda: float(_env("WORKER_ID_RENEW_SECONDS", "10")))
+    worker_id_safety_margin_seconds: float = field(
+        default_factory=lambda: float(_env("WORKER_ID_SAFETY_MARGIN_SECONDS", "5"))
+    )
+    # How far apart the wall clocks of any two processes may be (NTP keeps
+    # them within milliseconds); a lease is taken over only this long after
+    # its recorded expiry.
+    worker_id_max_clock_skew_seconds: float = field(
+        default_factory=lambda: float(_env("WORKER_ID_MAX_CLOCK_SKEW_SECONDS", "5"))
+    )
 
     @property
     def embedded_bus(self) -> bool:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 WORKER_BITS = 10
@@ -17,48 +16,73 @@ _SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 
+class IdGenerator(Protocol):
+    """Anything that issues request ids: the services depend on this, not on a class."""
+
+    def next_id(self) -> int: ...
+
+
+class IdWindowClosed(Exception):
+    """The next id would fall at or past the generator's ceiling (its lease's high-water mark)."""
+
+
 class SnowflakeGenerator:
-    def __init__(self, worker_id: int, clock_ms: Callable[[], int] | None = None) -> None:
+    """Issues ids for one worker id, never below `floor_ms` and never at or past `ceiling_ms`.
+
+    The floor and ceiling are what make a leased worker id safe to hand over:
+    a holder never issues at or past the mark it wrote into its lease, and the
+    next holder starts at that mark, whatever either one's clock says.
+    """
+
+    def __init__(
+        self,
+        worker_id: int,
+        clock_ms: Callable[[], int] | None = None,
+        *,
+        floor_ms: int = EPOCH_MS,
+        ceiling_ms: int | None = None,
+    ) -> None:
         if not 0 <= worker_id <= MAX_WORKER_ID:
             raise ValueError(f"worker id must be in 0..{MAX_WORKER_ID}")
         self.worker_id = worker_id
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._lock = threading.Lock()
+        self._floor_ms = floor_ms
+        self._ceiling_ms = ceiling_ms
         self._last_ms = -1
         self._sequence = 0
 
+    @property
+    def last_ms(self) -> int:
+        """The millisecond of the last id issued, -1 before the first."""
+        return self._last_ms
+
+    def raise_ceiling(self, ceiling_ms: int) -> None:
+        """A renewed lease extends the window; a ceiling is never lowered."""
+        with self._lock:
+            if self._ceiling_ms is not None:
+                self._ceiling_ms = max(self._ceiling_ms, ceiling_ms)
+
     def next_id(self) -> int:
         with self._lock:
-            now = self._clock_ms()
             # A clock that steps back must never produce an id already issued.
-            now = max(now, self._last_ms)
+            now = max(self._clock_ms(), self._floor_ms, self._last_ms)
+            sequence = self._sequence
             if now == self._last_ms:
-                self._sequence = (self._sequence + 1) & _SEQUENCE_MASK
-                if self._sequence == 0:
+                sequence = (sequence + 1) & _SEQUENCE_MASK
+                if sequence == 0:
                     now = self._last_ms + 1
             else:
-                self._sequence = 0
-            self._last_ms = now
-            return (
-                ((now - EPOCH_MS) << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker_id << SEQUENCE_BITS) | self._sequence
-            )
+                sequence = 0
+            if self._ceiling_ms is not None and now >= self._ceiling_ms:
+                # Checked before any state changes, so a refused draw costs nothing.
+                raise IdWindowClosed(f"ms {now} is at or past the ceiling {self._ceiling_ms}")
+            self._last_ms, self._sequence = now, sequence
+            return ((now - EPOCH_MS) << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker_id << SEQUENCE_BITS) | sequence
 
 
 def timestamp_ms_of(snowflake: int) -> int:
     return (snowflake >> (WORKER_BITS + SEQUENCE_BITS)) + EPOCH_MS
-
-
-def process_worker_id() -> int:
-    """A worker id for this process.
-
-    `SNOWFLAKE_WORKER_ID` pins it when a deployment allocates them. Otherwise
-    the pid is mixed with randomness; the store's insert-if-absent catches the
-    rare clash and the service draws a new id, so uniqueness never rests on luck.
-    """
-    configured = os.environ.get("SNOWFLAKE_WORKER_ID")
-    if configured:
-        return int(configured)
-    return (os.getpid() ^ secrets.randbits(WORKER_BITS)) & MAX_WORKER_ID
 
 
 def first_id_at(timestamp_ms: int) -> int:

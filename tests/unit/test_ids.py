@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator, process_worker_id, timestamp_ms_of
+from app.domain.ids import IdWindowClosed, SnowflakeGenerator, timestamp_ms_of
 
 
 def test_ids_are_unique_and_increasing_across_threads() -> None:
@@ -45,8 +45,32 @@ def test_different_workers_never_collide() -> None:
     assert {a.next_id() for _ in range(100)}.isdisjoint({b.next_id() for _ in range(100)})
 
 
-def test_worker_id_can_be_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SNOWFLAKE_WORKER_ID", "42")
-    assert process_worker_id() == 42
-    monkeypatch.delenv("SNOWFLAKE_WORKER_ID")
-    assert 0 <= process_worker_id() <= MAX_WORKER_ID
+def test_no_id_falls_below_the_floor_whatever_the_clock_says() -> None:
+    generator = SnowflakeGenerator(1, clock_ms=lambda: 1_800_000_000_000, floor_ms=1_800_000_060_000)
+    ids = [generator.next_id() for _ in range(3)]
+    assert [timestamp_ms_of(i) for i in ids] == [1_800_000_060_000] * 3
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+def test_no_id_reaches_the_ceiling_until_it_is_raised() -> None:
+    now = [1_800_000_000_000]
+    generator = SnowflakeGenerator(1, clock_ms=lambda: now[0], ceiling_ms=1_800_000_000_002)
+    first = generator.next_id()
+    now[0] = 1_800_000_000_002
+    with pytest.raises(IdWindowClosed):
+        generator.next_id()
+    generator.raise_ceiling(1_800_000_000_001)  # lowering is ignored
+    with pytest.raises(IdWindowClosed):
+        generator.next_id()
+    generator.raise_ceiling(1_800_000_000_010)
+    later = generator.next_id()
+    assert later > first and timestamp_ms_of(later) == 1_800_000_000_002
+
+
+def test_sequence_overflow_into_the_ceiling_is_refused_without_losing_state() -> None:
+    generator = SnowflakeGenerator(1, clock_ms=lambda: 1_800_000_000_000, ceiling_ms=1_800_000_000_001)
+    ids = [generator.next_id() for _ in range(4096)]
+    with pytest.raises(IdWindowClosed):
+        generator.next_id()
+    generator.raise_ceiling(1_800_000_000_005)
+    assert generator.next_id() > max(ids)
