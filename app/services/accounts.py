@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from app.domain.assets import AssetCatalog
-from app.domain.ids import SnowflakeGenerator
+from app.domain.ids import IdGenerator
 from app.domain.money import Asset
 from app.domain.transfer import AccountType
 from app.ports.ledger import DepositOutcome, Ledger
@@ -40,7 +40,7 @@ def deposit_id_for_key(user_id: int, key: str) -> int:
 
 
 class AccountService:
-    def __init__(self, ledger: Ledger, catalog: AssetCatalog, ids: SnowflakeGenerator) -> None:
+    def __init__(self, ledger: Ledger, catalog: AssetCatalog, ids: IdGenerator) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.ids = ids

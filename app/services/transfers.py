@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from app.domain.assets import AssetCatalog
 from app.domain.errors import DomainError, ValidationFailed
-from app.domain.ids import SnowflakeGenerator
+from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     AccountType,
     Actor,
@@ -95,7 +95,7 @@ class TransferService:
         ledger: Ledger,
         bus: TransferBus,
         catalog: AssetCatalog,
-        ids: SnowflakeGenerator,
+        ids: IdGenerator,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
