@@ -14,6 +14,7 @@ from app.ports.ledger import (
     Ledger,
     LedgerState,
     LockOutcome,
+    Resolution,
     ResolveOutcome,
 )
 from tests.conftest import make_transfer, random_request_id, random_user_id
@@ -213,3 +214,35 @@ def test_a_deposit_id_reused_for_another_user_is_a_conflict(ledger: Ledger, usdt
     ledger.deposit(deposit_id, first, usdt, 500)
     assert ledger.deposit(deposit_id, second, usdt, 500) == DepositOutcome.CONFLICT
     assert balance_of(ledger, second, usdt)[AccountType.FUNDING].available == 0
+
+
+def test_resolve_many_answers_each_in_order_and_each_stands_alone(ledger: Ledger, usdt: Asset) -> None:
+    user_id = funded_user(ledger, usdt, 1000)
+    to_post, to_void, already_voided, never_locked = (make_transfer(user_id, n) for n in (10, 20, 30, 40))
+    for transfer in (to_post, to_void, already_voided):
+        assert ledger.lock(transfer, usdt) == LockOutcome.LOCKED
+    ledger.void(already_voided, usdt)
+    outcomes = ledger.resolve_many(
+        [
+            Resolution(to_post, usdt, post=True),
+            Resolution(never_locked, usdt, post=True),
+            Resolution(to_void, usdt, post=False),
+            Resolution(already_voided, usdt, post=True),
+        ]
+    )
+    # One failing event does not stop the others: they are not linked.
+    assert outcomes == [
+        ResolveOutcome.POSTED,
+        ResolveOutcome.NOT_LOCKED,
+        ResolveOutcome.VOIDED,
+        ResolveOutcome.VOIDED,
+    ]
+    funding = balance_of(ledger, user_id, usdt)[AccountType.FUNDING]
+    assert (funding.available, funding.locked) == (990, 0)
+    assert balance_of(ledger, user_id, usdt)[AccountType.SPOT].available == 10
+    # A repeat of the whole batch moves nothing more.
+    assert ledger.resolve_many([Resolution(to_post, usdt, post=True), Resolution(to_void, usdt, post=False)]) == [
+        ResolveOutcome.POSTED,
+        ResolveOutcome.VOIDED,
+    ]
+    assert balance_of(ledger, user_id, usdt)[AccountType.SPOT].available == 10
