@@ -12,6 +12,7 @@ from app.adapters.sqlite_store import SqliteTransferStore
 from app.domain.assets import AssetCatalog
 from app.domain.ids import SnowflakeGenerator
 from app.domain.transfer import AccountType, Transfer, TransferCommand
+from app.ports.store import TransferStore
 from app.services.accounts import AccountService
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService
@@ -31,15 +32,22 @@ class FakeClock:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, catalog: AssetCatalog) -> None:
-        self.clock = FakeClock()
-        self.store = SqliteTransferStore(str(tmp_path / "store.db"))
+    def __init__(
+        self,
+        tmp_path: Path,
+        catalog: AssetCatalog,
+        store: TransferStore | None = None,
+        clock: FakeClock | None = None,
+        policy: RecoveryPolicy | None = None,
+    ) -> None:
+        self.clock = clock or FakeClock()
+        self.store = store or SqliteTransferStore(str(tmp_path / "store.db"))
         self.ledger = EmbeddedLedger(str(tmp_path / "ledger.db"))
         self.bus = InProcessBus()
         ids = SnowflakeGenerator(1)
         self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.clock)
         self.accounts = AccountService(self.ledger, catalog, ids)
-        self.recovery = RecoveryService(self.transfers, RecoveryPolicy())
+        self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())
         self.engine = ReferenceEngine(self.bus)
         self.settlement = SettlementConsumer(self.bus, self.transfers)
 
