@@ -19,7 +19,7 @@ No I/O here: the adapter polls, dead-letters, commits and seeks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -117,6 +117,11 @@ class BatchDelivery(Generic[Partition, Message]):
         self._failing.pop(partition, None)
         self._backoffs.pop(partition, None)
         self._dead_lettered.pop(partition, None)
+
+    def retain(self, owned: Collection[Partition]) -> None:
+        """Forget the partitions this consumer no longer owns (a rebalance)."""
+        for partition in [p for p in (*self._failing, *self._backoffs, *self._dead_lettered) if p not in owned]:
+            self.forget(partition)
 
     def attempts(self, partition: Partition) -> int:
         return self._failing.get(partition, (0, 0))[1]

@@ -513,11 +513,12 @@ class _KafkaEndpoint:
         consumer: KafkaConsumer, paused_until: dict[TopicPartition, float], delivery: BatchDelivery[Any, Any]
     ) -> None:
         assigned = consumer.assignment()
+        # Revoked meanwhile: its new owner starts at the committed offset, and counts afresh.
+        delivery.retain(assigned)
         now = time.monotonic()
         for tp, due in list(paused_until.items()):
-            if tp not in assigned:  # revoked meanwhile: its new owner starts at the committed offset
+            if tp not in assigned:
                 del paused_until[tp]
-                delivery.forget(tp)
             elif due <= now:
                 del paused_until[tp]
                 consumer.resume(tp)
