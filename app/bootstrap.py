@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
-from app.ports.bus import TransferBus
+from app.ports.bus import EngineBus, ServiceBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
@@ -57,16 +57,38 @@ def make_ledger(url: str) -> Ledger:
     raise ValueError(f"LEDGER_URL scheme {scheme!r} is not supported")
 
 
-def make_bus(url: str) -> TransferBus:
+def make_bus(url: str) -> ServiceBus:
+    """The service's side of the bus."""
     scheme = urlparse(url).scheme
     if scheme == "inprocess":
-        from app.adapters.inprocess_bus import InProcessBus
+        from app.adapters.inprocess_bus import InProcessServiceBus
 
-        return InProcessBus()
+        return InProcessServiceBus()
     if scheme == "kafka":
-        from app.adapters.kafka_bus import KafkaTransferBus
+        from app.adapters.kafka_bus import KafkaServiceBus
 
-        return KafkaTransferBus.from_url(url)
+        return KafkaServiceBus.from_url(url)
+    raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
+
+
+def make_engine_bus(url: str, service_bus: ServiceBus | None = None) -> EngineBus:
+    """The engine's side of the bus, for the reference engine.
+
+    In-process the two sides must share one link, so `service_bus` (the
+    service's side, in this same process) is required there; over Kafka the
+    engine side has clients of its own, and usually runs in its own process.
+    """
+    scheme = urlparse(url).scheme
+    if scheme == "inprocess":
+        from app.adapters.inprocess_bus import InProcessServiceBus
+
+        if not isinstance(service_bus, InProcessServiceBus):
+            raise ValueError("an in-process bus's engine side lives in the process of its service side")
+        return service_bus.engine_side()
+    if scheme == "kafka":
+        from app.adapters.kafka_bus import KafkaEngineBus
+
+        return KafkaEngineBus.from_url(url)
     raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
 
 
@@ -105,7 +127,10 @@ class Container:
     catalog: AssetCatalog
     store: TransferStore
     ledger: Ledger
-    bus: TransferBus
+    bus: ServiceBus
+    # The engine's side, for the reference engine; built lazily over Kafka, so
+    # it costs nothing in a process that never runs the engine.
+    engine_bus: EngineBus
     transfers: TransferService
     accounts: AccountService
     recovery: RecoveryService
@@ -114,7 +139,7 @@ class Container:
 
     def close(self) -> None:
         # The ids first: releasing the worker id needs the store's session.
-        for adapter in (self.ids, self.bus, self.ledger, self.store):
+        for adapter in (self.ids, self.engine_bus, self.bus, self.ledger, self.store):
             try:
                 adapter.close()
             except Exception:
@@ -126,7 +151,7 @@ def build(
     *,
     store: TransferStore | None = None,
     ledger: Ledger | None = None,
-    bus: TransferBus | None = None,
+    bus: ServiceBus | None = None,
 ) -> Container:
     catalog = AssetCatalog.from_file(settings.assets_file)
     store = store or make_store(settings.store_url)
@@ -144,6 +169,7 @@ def build(
         store=store,
         ledger=ledger,
         bus=bus,
+        engine_bus=make_engine_bus(settings.bus_url, bus),
         transfers=transfers,
         accounts=AccountService(ledger, catalog, ids),
         recovery=RecoveryService(transfers, policy),

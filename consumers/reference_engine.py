@@ -2,7 +2,10 @@
 
 It applies each request exactly once (deduplicated by request id) and
 answers it; a request it sees again gets the same answer again, which the
-settlement consumer treats as the harmless duplicate it is. It can be told
+settlement consumer treats as the harmless duplicate it is. It works in
+batches: a batch of requests is decided in one SQLite transaction, then all
+the answers are published together, and only once every one is acknowledged
+does the bus commit the batch's offsets. It can be told
 to reject, so the reject path can be driven end to end:
 
 * `reject_suffix`: reject every request whose amount, in minor units,
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
+from collections.abc import Sequence
 
 from app.adapters.sqlite_util import SqliteDatabase
-from app.ports.bus import EngineRequest, EngineResult, TransferBus
+from app.ports.bus import EngineBus, EngineRequest, EngineResult
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ CREATE TABLE IF NOT EXISTS applied (
 
 
 class ReferenceEngine:
-    def __init__(self, bus: TransferBus, reject_suffix: str = "", db_path: str = ":memory:") -> None:
+    def __init__(self, bus: EngineBus, reject_suffix: str = "", db_path: str = ":memory:") -> None:
         self.bus = bus
         self.reject_suffix = reject_suffix
         self._rejects: set[int] = set()
@@ -48,24 +53,29 @@ class ReferenceEngine:
             return "rejected", "reference engine reject rule"
         return "confirmed", None
 
-    def handle(self, request: EngineRequest) -> None:
+    def handle_batch(self, requests: Sequence[EngineRequest]) -> None:
+        # Decided and durable before any answer leaves: a crash after the
+        # commit means the batch comes again and gets the same answers.
         with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT outcome, reason FROM applied WHERE request_id = ?", (request.request_id,)
-            ).fetchone()
-            if row is None:
-                outcome, reason = self._decide(request)
-                conn.execute(
-                    "INSERT INTO applied (request_id, outcome, reason) VALUES (?, ?, ?)",
-                    (request.request_id, outcome, reason),
-                )
-            else:
-                outcome, reason = row["outcome"], row["reason"]
-                conn.execute(
-                    "UPDATE applied SET times_seen = times_seen + 1 WHERE request_id = ?",
-                    (request.request_id,),
-                )
-        self.bus.publish_result(EngineResult(request.request_id, outcome, reason))
+            results = [self._decide_once(conn, request) for request in requests]
+        self.bus.publish_results(results)
+
+    def handle(self, request: EngineRequest) -> None:
+        self.handle_batch([request])
+
+    def _decide_once(self, conn: sqlite3.Connection, request: EngineRequest) -> EngineResult:
+        # A request twice in one batch finds its own row from earlier in this transaction.
+        row = conn.execute("SELECT outcome, reason FROM applied WHERE request_id = ?", (request.request_id,)).fetchone()
+        if row is None:
+            outcome, reason = self._decide(request)
+            conn.execute(
+                "INSERT INTO applied (request_id, outcome, reason) VALUES (?, ?, ?)",
+                (request.request_id, outcome, reason),
+            )
+        else:
+            outcome, reason = row["outcome"], row["reason"]
+            conn.execute("UPDATE applied SET times_seen = times_seen + 1 WHERE request_id = ?", (request.request_id,))
+        return EngineResult(request.request_id, outcome, reason)
 
     def applied(self) -> dict[int, str]:
         """What the engine applied, by request id: each appears once, by construction."""
@@ -75,19 +85,20 @@ class ReferenceEngine:
 
     def run(self, stop: threading.Event) -> None:
         log.info("reference engine started")
-        self.bus.consume_requests(self.handle, stop)
+        self.bus.consume_requests(self.handle_batch, stop)
 
 
 def main() -> None:
     import os
 
-    from app.bootstrap import make_bus
+    from app.bootstrap import make_engine_bus
     from app.config import Settings
     from app.logging_setup import configure_logging
 
     configure_logging()
     settings = Settings()
-    bus = make_bus(settings.bus_url)
+    # Its own process, so only a networked bus (Kafka) makes sense here.
+    bus = make_engine_bus(settings.bus_url)
     engine = ReferenceEngine(bus, settings.engine_reject_suffix, os.environ.get("REFERENCE_ENGINE_DB", ":memory:"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

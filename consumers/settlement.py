@@ -1,26 +1,28 @@
-"""The settlement consumer: engine results in, posts or voids out."""
+"""The settlement consumer: batches of engine results in, posts or voids out."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
-from app.ports.bus import EngineResult, TransferBus
+from app.ports.bus import EngineResult, ServiceBus
 from app.services.transfers import TransferService
 
 log = logging.getLogger(__name__)
 
 
 class SettlementConsumer:
-    def __init__(self, bus: TransferBus, transfers: TransferService) -> None:
+    def __init__(self, bus: ServiceBus, transfers: TransferService) -> None:
         self.bus = bus
         self.transfers = transfers
 
-    def handle(self, result: EngineResult) -> None:
+    def handle_batch(self, results: Sequence[EngineResult]) -> None:
         # Duplicate, late and out-of-order results are harmless: the service
-        # only ever moves a status forward, and the ledger resolves once.
-        self.transfers.apply_result(result)
+        # only ever moves a status forward, and the ledger resolves once. If
+        # the batch fails, the bus hands its results over again one by one.
+        self.transfers.apply_results(results)
 
     def run(self, stop: threading.Event) -> None:
         log.info("settlement consumer started")
-        self.bus.consume_results(self.handle, stop)
+        self.bus.consume_results(self.handle_batch, stop)

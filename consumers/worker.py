@@ -25,7 +25,9 @@ class BackgroundWorkers:
         self.container = container
         self.stop = threading.Event()
         self.engine = (
-            ReferenceEngine(container.bus, container.settings.engine_reject_suffix) if with_reference_engine else None
+            ReferenceEngine(container.engine_bus, container.settings.engine_reject_suffix)
+            if with_reference_engine
+            else None
         )
         self._threads: list[threading.Thread] = []
         self._scheduler: BackgroundScheduler | None = None

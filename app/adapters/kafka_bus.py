@@ -1,4 +1,4 @@
-"""A TransferBus over Apache Kafka, with kafka-python.
+"""The bus over Apache Kafka, with kafka-python: the service's side and the engine's.
 
 Topics (see docs/messages.md for the message shapes):
 
@@ -11,11 +11,15 @@ Topics (see docs/messages.md for the message shapes):
 Publishing blocks until every in-sync replica has the record (acks=all, an
 idempotent producer) or raises DependencyUnavailable within
 ``request_timeout_ms``; the record may still land later, which is harmless
-because every consumer of these topics is idempotent.
+because every consumer of these topics is idempotent. The producer lingers
+``linger_ms`` (default 5) before sending, so records published by concurrent
+web threads share produce requests instead of queueing one behind another
+(an idempotent producer has one request in flight per connection).
 
-Consuming is at-least-once: an offset is committed only after the handler
-returned (or the message was safely dead-lettered), so a crash or a failing
-handler means redelivery, never loss.
+Consuming is at-least-once and in batches: an offset is committed only after
+the batch handler returned (or the message was safely dead-lettered), so a
+crash or a failing handler means redelivery, never loss. What happens when a
+handler fails is in app/adapters/bus_delivery.py.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -40,13 +44,14 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import BrokerResponseError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from app.adapters.bus_delivery import Backoff, BatchDelivery, DeliveryPolicy, Polled
 from app.ports.bus import (
+    EngineBus,
     EngineRequest,
     EngineResult,
-    PoisonMessage,
-    RequestHandler,
-    ResultHandler,
-    TransferBus,
+    RequestBatchHandler,
+    ResultBatchHandler,
+    ServiceBus,
 )
 from app.ports.errors import DependencyUnavailable
 from app.services.crash_points import crash_point
@@ -60,11 +65,8 @@ DLQ_SCHEMA_VERSION = 1
 
 # How long one poll waits for records: also how quickly a consumer notices `stop`.
 _POLL_TIMEOUT_MS = 500
-# At most this many records are handled between two offset commits of a partition.
-_MAX_POLL_RECORDS = 100
-# A failing handler: the partition is paused, then the message retried after this
-# backoff, doubling per consecutive failure of that partition up to the maximum.
-_RETRY_BACKOFF_SECONDS = 0.5
+# A failing handler: the partition is paused, then the message retried after
+# retry_backoff_ms, doubling per consecutive failure of that partition up to this.
 _RETRY_BACKOFF_MAX_SECONDS = 5.0
 # The consumer itself failing (broker gone, ...): it is rebuilt after this backoff.
 _RECONNECT_BACKOFF_SECONDS = 1.0
@@ -121,19 +123,57 @@ class KafkaBusConfig:
     replication_factor: int = 1
     create_topics: bool = True
     client_id: str = "internal-transfer"
+    # How long the producer waits for more records to share a produce request
+    # with; part of request_timeout_ms, not added to it.
+    linger_ms: int = 5
+    # At most this many records in one batch handed to a consumer's handler.
+    max_batch: int = 500
+    # Attempts of one failing message before it is dead-lettered (outages do not count).
+    max_attempts: int = 5
+    # The first retry's delay after a handler failed; doubles up to 5 s.
+    retry_backoff_ms: int = 500
     topics: KafkaTopics = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:
             raise ValueError("a kafka:// URL needs at least one host:port")
-        for name in ("request_timeout_ms", "ping_timeout_ms", "partitions", "replication_factor"):
+        for name in (
+            "request_timeout_ms",
+            "ping_timeout_ms",
+            "partitions",
+            "replication_factor",
+            "max_batch",
+            "max_attempts",
+            "retry_backoff_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.request_timeout_ms < 1000:
             raise ValueError("request_timeout_ms must be at least 1000")
+        if not 0 <= self.linger_ms <= 100:
+            raise ValueError("linger_ms must be between 0 and 100: it delays every publish")
         object.__setattr__(self, "topics", KafkaTopics.with_prefix(self.topic_prefix))
 
-    _INT_PARAMS = ("request_timeout_ms", "ping_timeout_ms", "partitions", "replication_factor")
+    @property
+    def delivery(self) -> DeliveryPolicy:
+        backoff = self.retry_backoff_ms / 1000
+        return DeliveryPolicy(
+            max_batch=self.max_batch,
+            max_attempts=self.max_attempts,
+            backoff_seconds=backoff,
+            backoff_max_seconds=max(backoff, _RETRY_BACKOFF_MAX_SECONDS),
+        )
+
+    _INT_PARAMS = (
+        "request_timeout_ms",
+        "ping_timeout_ms",
+        "partitions",
+        "replication_factor",
+        "linger_ms",
+        "max_batch",
+        "max_attempts",
+        "retry_backoff_ms",
+    )
     _STR_PARAMS = ("topic_prefix", "group", "engine_group", "client_id")
 
     @classmethod
@@ -172,22 +212,10 @@ class _Stream(Generic[Message]):
     decode: Callable[[dict[str, object]], Message]
 
 
-class _Backoff:
-    def __init__(self, base: float, maximum: float) -> None:
-        self.base, self.maximum, self.failures = base, maximum, 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return min(self.maximum, self.base * 2 ** min(self.failures - 1, 16))
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 class _AssignmentTracker(ConsumerRebalanceListener):
     """Keeps the bus's view of which partitions its consumers own."""
 
-    def __init__(self, owner: KafkaTransferBus, key: str) -> None:
+    def __init__(self, owner: _KafkaEndpoint, key: str) -> None:
         self.owner, self.key = owner, key
 
     def on_partitions_revoked(self, revoked: Any) -> None:
@@ -240,7 +268,9 @@ def _decode_body(value: bytes | None) -> dict[str, object]:
     return body
 
 
-class KafkaTransferBus(TransferBus):
+class _KafkaEndpoint:
+    """What both sides share: the producer, topic creation, the consumer loop, ping."""
+
     def __init__(self, config: KafkaBusConfig) -> None:
         self.config = config
         self.topics = config.topics
@@ -256,23 +286,13 @@ class KafkaTransferBus(TransferBus):
         self._assignments: dict[str, frozenset[tuple[str, int]]] = {}
         self._assignments_lock = threading.Lock()
 
-    @classmethod
-    def from_url(cls, url: str) -> KafkaTransferBus:
-        return cls(KafkaBusConfig.from_url(url))
-
     # -- publishing -----------------------------------------------------------
 
-    def publish_request(self, request: EngineRequest) -> None:
-        self._publish(self.topics.requests, str(request.user_id), request.to_message())
-
-    def publish_result(self, result: EngineResult) -> None:
-        self._publish(self.topics.results, str(result.request_id), result.to_message())
-
-    def _publish(self, topic: str, key: str, message: Mapping[str, object]) -> None:
-        self._send(topic, key.encode("utf-8"), _encode(message))
-
     def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Block until the broker acknowledged the record, or raise within the timeout."""
+        self._send_all(topic, [(key, value)])
+
+    def _send_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Send every record, then block until the broker acknowledged all, or raise within the timeout."""
         timeout = self.config.request_timeout_ms / 1000
         started = time.monotonic()
         deadline = started + timeout
@@ -281,14 +301,23 @@ class KafkaTransferBus(TransferBus):
             # producer's own metadata wait (max_block_ms) is the other half.
             self._ensure_topics(started + timeout / 2)
             producer = self._get_producer(started + timeout / 2)
-            future = producer.send(topic, key=key, value=value)
-            future.get(timeout=max(0.0, deadline - time.monotonic()))
+            futures = []
+            for key, value in records:
+                if time.monotonic() > deadline:  # send() itself may block (metadata, a full buffer)
+                    raise TimeoutError(f"{len(futures)} of {len(records)} records sent")
+                futures.append(producer.send(topic, key=key, value=value))
+            # All are in the producer's batches before the first wait, so they
+            # travel together rather than one acknowledgement after another.
+            for future in futures:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
         except DependencyUnavailable:
             raise
         except Exception as exc:  # KafkaError, timeouts, a closed producer: all "not accepted"
             elapsed = time.monotonic() - started
             raise DependencyUnavailable(
-                BACKEND, f"publish to {topic} not acknowledged after {elapsed:.1f}s: {type(exc).__name__}: {exc}"
+                BACKEND,
+                f"publish of {len(records)} to {topic} not acknowledged after {elapsed:.1f}s: "
+                f"{type(exc).__name__}: {exc}",
             ) from exc
 
     def _get_producer(self, deadline: float) -> KafkaProducer:
@@ -307,8 +336,11 @@ class KafkaTransferBus(TransferBus):
                 enable_idempotence=True,  # supported by kafka-python 2.x and Kafka >= 0.11
                 # retries are left at their default (unbounded) and bounded by
                 # delivery_timeout_ms instead, as kafka-python recommends.
-                linger_ms=0,
-                request_timeout_ms=timeout_ms,
+                # Lingering lets concurrent publishes share a produce request;
+                # kafka-python wants delivery_timeout_ms >= request_timeout_ms +
+                # linger_ms, so the linger comes out of the request's share.
+                linger_ms=self.config.linger_ms,
+                request_timeout_ms=timeout_ms - self.config.linger_ms,
                 delivery_timeout_ms=timeout_ms,
                 max_block_ms=timeout_ms // 2,
                 api_version_auto_timeout_ms=self._probe_ms(deadline),
@@ -367,16 +399,6 @@ class KafkaTransferBus(TransferBus):
 
     # -- consuming ------------------------------------------------------------
 
-    def consume_results(self, handler: ResultHandler, stop: threading.Event) -> None:
-        stream = _Stream(self.topics.results, self.topics.results_dlq, self.config.group, EngineResult.from_message)
-        self._consume(stream, handler, stop)
-
-    def consume_requests(self, handler: RequestHandler, stop: threading.Event) -> None:
-        stream = _Stream(
-            self.topics.requests, self.topics.requests_dlq, self.config.engine_group, EngineRequest.from_message
-        )
-        self._consume(stream, handler, stop)
-
     def assigned_partitions(self, topic: str) -> frozenset[int]:
         """The partitions of `topic` that this bus's running consumers own right now."""
         with self._assignments_lock:
@@ -389,10 +411,12 @@ class KafkaTransferBus(TransferBus):
     def _running(self, stop: threading.Event) -> bool:
         return not stop.is_set() and not self._closed
 
-    def _consume(self, stream: _Stream[Message], handler: Callable[[Message], None], stop: threading.Event) -> None:
+    def _consume(
+        self, stream: _Stream[Message], handler: Callable[[Sequence[Message]], None], stop: threading.Event
+    ) -> None:
         """Run a group consumer until `stop`; whatever fails, rebuild it and go on."""
         key = f"{stream.group}/{uuid.uuid4().hex}"
-        backoff = _Backoff(_RECONNECT_BACKOFF_SECONDS, _RECONNECT_BACKOFF_MAX_SECONDS)
+        backoff = Backoff(_RECONNECT_BACKOFF_SECONDS, _RECONNECT_BACKOFF_MAX_SECONDS)
         log.info("consuming %s as group %s", stream.topic, stream.group)
         try:
             while self._running(stop):
@@ -427,7 +451,7 @@ class KafkaTransferBus(TransferBus):
             group_id=stream.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=_MAX_POLL_RECORDS,
+            max_poll_records=self.config.max_batch,
             # must exceed session_timeout_ms (10 s); kafka-python's default is 305 s
             request_timeout_ms=max(30_000, self.config.request_timeout_ms),
             api_version_auto_timeout_ms=_API_VERSION_PROBE_MS,
@@ -452,105 +476,71 @@ class KafkaTransferBus(TransferBus):
         self,
         consumer: KafkaConsumer,
         stream: _Stream[Message],
-        handler: Callable[[Message], None],
+        handler: Callable[[Sequence[Message]], None],
         stop: threading.Event,
-        backoff: _Backoff,
+        backoff: Backoff,
     ) -> None:
-        # Partitions held back after a handler failure: when to retry, and how
-        # many times in a row each has failed.
+        delivery: BatchDelivery[TopicPartition, Message] = BatchDelivery(
+            handler,
+            self.config.delivery,
+            lambda polled, kind, error, attempts: self._dead_letter(stream, polled.raw, kind, error, attempts),
+            stream.topic,
+        )
+        # Partitions held back after a handler failure, and when to retry them.
         paused_until: dict[TopicPartition, float] = {}
-        failures: dict[TopicPartition, _Backoff] = {}
         while self._running(stop):
-            self._resume_due(consumer, paused_until, failures)
-            batches = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS)
+            self._resume_due(consumer, paused_until, delivery)
+            records = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS, max_records=self.config.max_batch)
             backoff.reset()
-            for tp, records in batches.items():
-                if not self._running(stop):
-                    return
-                failed_at = self._handle_partition(consumer, stream, handler, stop, tp, records)
-                if failed_at is None:
-                    failures.pop(tp, None)
+            if not records:
+                continue
+            polled = {tp: [self._decoded(stream, tp, record) for record in batch] for tp, batch in records.items()}
+            outcomes = delivery.deliver(polled, lambda: self._running(stop))
+            done = {tp: outcome.commit_up_to for tp, outcome in outcomes.items() if outcome.commit_up_to is not None}
+            if done:
+                self._commit(consumer, done)
+            for tp, outcome in outcomes.items():
+                if outcome.retry_from is None:
                     continue
                 # Not committed: rewind to the failed record, hold the partition
                 # back for a while, then get it (and what follows it) again, in order.
-                delay = failures.setdefault(tp, _Backoff(_RETRY_BACKOFF_SECONDS, _RETRY_BACKOFF_MAX_SECONDS))
-                consumer.seek(tp, failed_at)
+                consumer.seek(tp, outcome.retry_from)
                 consumer.pause(tp)
-                paused_until[tp] = time.monotonic() + delay.next_delay()
+                paused_until[tp] = time.monotonic() + outcome.retry_after_seconds
 
     @staticmethod
     def _resume_due(
-        consumer: KafkaConsumer, paused_until: dict[TopicPartition, float], failures: dict[TopicPartition, _Backoff]
+        consumer: KafkaConsumer, paused_until: dict[TopicPartition, float], delivery: BatchDelivery[Any, Any]
     ) -> None:
         assigned = consumer.assignment()
+        # Revoked meanwhile: its new owner starts at the committed offset, and counts afresh.
+        delivery.retain(assigned)
         now = time.monotonic()
         for tp, due in list(paused_until.items()):
-            if tp not in assigned:  # revoked meanwhile: its new owner starts at the committed offset
+            if tp not in assigned:
                 del paused_until[tp]
-                failures.pop(tp, None)
             elif due <= now:
                 del paused_until[tp]
                 consumer.resume(tp)
 
-    def _handle_partition(
-        self,
-        consumer: KafkaConsumer,
-        stream: _Stream[Message],
-        handler: Callable[[Message], None],
-        stop: threading.Event,
-        tp: TopicPartition,
-        records: list[Any],
-    ) -> int | None:
-        """Handle a partition's records in order; commit what was done.
-
-        Returns the offset of the record whose handler failed (nothing after it
-        was attempted), or None when every record was dealt with.
-        """
-        done_up_to: int | None = None
-        failed_at: int | None = None
-        for record in records:
-            if not self._running(stop):
-                break  # the rest is not committed: whoever owns the partition next gets it
-            if self._handle_record(stream, handler, record):
-                done_up_to = record.offset + 1
-            else:
-                failed_at = record.offset
-                break
-        if done_up_to is not None:
-            self._commit(consumer, tp, done_up_to)
-        return failed_at
-
-    def _handle_record(self, stream: _Stream[Message], handler: Callable[[Message], None], record: Any) -> bool:
-        """True once the record is dealt with for good (handled or dead-lettered)."""
+    @staticmethod
+    def _decoded(stream: _Stream[Message], tp: TopicPartition, record: Any) -> Polled[TopicPartition, Message]:
         try:
             message = stream.decode(_decode_body(record.value))
         except _Malformed as exc:
-            return self._dead_letter(stream, record, "malformed", str(exc))
+            return Polled(tp, record.offset, None, str(exc), record)
         except Exception as exc:  # from_message: wrong schema_version, unknown outcome, missing fields...
-            return self._dead_letter(stream, record, "malformed", f"{type(exc).__name__}: {exc}")
-        try:
-            handler(message)
-        except PoisonMessage as exc:
-            return self._dead_letter(stream, record, "poison", f"PoisonMessage: {exc}")
-        except Exception as exc:
-            log.warning(
-                "handler failed on %s[%d]@%d: %r; it will be redelivered",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc,
-                exc_info=True,
-            )
-            return False
-        return True
+            return Polled(tp, record.offset, None, f"{type(exc).__name__}: {exc}", record)
+        return Polled(tp, record.offset, message, None, record)
 
-    def _dead_letter(self, stream: _Stream[Message], record: Any, kind: str, error: str) -> bool:
+    def _dead_letter(self, stream: _Stream[Message], record: Any, kind: str, error: str, attempts: int) -> bool:
         value: bytes | None = record.value
         key: bytes | None = record.key
         letter = {
             "schema_version": DLQ_SCHEMA_VERSION,
             "kind": kind,
             "error": error,
+            "attempts": attempts,
             "source_topic": record.topic,
             "source_partition": record.partition,
             "source_offset": record.offset,
@@ -571,15 +561,19 @@ class KafkaTransferBus(TransferBus):
         )
         return True
 
-    def _commit(self, consumer: KafkaConsumer, tp: TopicPartition, next_offset: int) -> None:
+    def _commit(self, consumer: KafkaConsumer, next_offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit every partition of a batch in one request."""
         crash_point("before_offset_commit")
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()}
         try:
-            consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)}, timeout_ms=self.config.request_timeout_ms)
+            consumer.commit(offsets, timeout_ms=self.config.request_timeout_ms)
         except Exception as exc:
             # The work is done and durable; without the commit it is merely
             # delivered again later (after a restart or a rebalance), which
             # every handler tolerates. A later commit on the partition covers it.
-            log.warning("offset commit %s[%d]=%d failed: %r", tp.topic, tp.partition, next_offset, exc)
+            log.warning(
+                "offset commit %s failed: %r", {f"{tp.topic}[{tp.partition}]": o for tp, o in next_offsets.items()}, exc
+            )
 
     # -- health and shutdown --------------------------------------------------
 
@@ -641,3 +635,42 @@ class KafkaTransferBus(TransferBus):
                 ping_client.close()
             except Exception:
                 log.warning("closing the Kafka ping client failed", exc_info=True)
+
+
+class KafkaServiceBus(_KafkaEndpoint, ServiceBus):
+    """The service's side: publishes requests, consumes results (group `group=`)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> KafkaServiceBus:
+        return cls(KafkaBusConfig.from_url(url))
+
+    def publish_request(self, request: EngineRequest) -> None:
+        self._send(self.topics.requests, str(request.user_id).encode("utf-8"), _encode(request.to_message()))
+
+    def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:
+        stream = _Stream(self.topics.results, self.topics.results_dlq, self.config.group, EngineResult.from_message)
+        self._consume(stream, handler, stop)
+
+    def engine_side(self) -> KafkaEngineBus:
+        """The engine's side of the same topics, with clients of its own."""
+        return KafkaEngineBus(self.config)
+
+
+class KafkaEngineBus(_KafkaEndpoint, EngineBus):
+    """The engine's side: consumes requests (group `engine_group=`), publishes results."""
+
+    @classmethod
+    def from_url(cls, url: str) -> KafkaEngineBus:
+        return cls(KafkaBusConfig.from_url(url))
+
+    def consume_requests(self, handler: RequestBatchHandler, stop: threading.Event) -> None:
+        stream = _Stream(
+            self.topics.requests, self.topics.requests_dlq, self.config.engine_group, EngineRequest.from_message
+        )
+        self._consume(stream, handler, stop)
+
+    def publish_results(self, results: Sequence[EngineResult]) -> None:
+        if not results:
+            return
+        records = [(str(r.request_id).encode("utf-8"), _encode(r.to_message())) for r in results]
+        self._send_all(self.topics.results, records)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.ids import parse_id
@@ -79,37 +79,55 @@ class EngineResult:
         )
 
 
-# A handler returns normally once its work is durable; only then is the
-# message acknowledged. If it raises, the message is redelivered (or, for a
-# message that can never be handled, dead-lettered by the adapter).
-RequestHandler = Callable[[EngineRequest], None]
-ResultHandler = Callable[[EngineResult], None]
+# A handler gets a batch of messages (in the order of their partitions,
+# possibly several partitions) and returns normally once its work on all of
+# them is durable; only then are they acknowledged. If it raises, the bus
+# retries the batch's messages one at a time, so one bad message cannot hold
+# the others back (see docs/messages.md, "Delivery guarantees").
+RequestBatchHandler = Callable[[Sequence[EngineRequest]], None]
+ResultBatchHandler = Callable[[Sequence[EngineResult]], None]
 
 
 class PoisonMessage(Exception):
-    """A message that can never be handled; the adapter dead-letters it."""
+    """A message that can never be handled; the adapter dead-letters it at once."""
 
 
-class TransferBus(abc.ABC):
+class ServiceBus(abc.ABC):
+    """The service's end of the bus: requests out to the engine, results back in."""
+
     @abc.abstractmethod
     def publish_request(self, request: EngineRequest) -> None:
         """Send to the engine; return only once the bus has durably accepted it."""
 
     @abc.abstractmethod
-    def publish_result(self, result: EngineResult) -> None:
-        """Used by the engine side (the reference engine) to answer."""
-
-    @abc.abstractmethod
-    def consume_results(self, handler: ResultHandler, stop: threading.Event) -> None:
-        """Run until `stop` is set, feeding each result to `handler`."""
-
-    @abc.abstractmethod
-    def consume_requests(self, handler: RequestHandler, stop: threading.Event) -> None:
-        """Run until `stop` is set, feeding each request to `handler` (engine side)."""
+    def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:
+        """Run until `stop` is set, feeding batches of results to `handler`."""
 
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise DependencyUnavailable unless the bus answers."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; adapters that hold none need not override."""
+
+
+class EngineBus(abc.ABC):
+    """The balance engine's end of the bus: requests in, results out."""
+
+    @abc.abstractmethod
+    def consume_requests(self, handler: RequestBatchHandler, stop: threading.Event) -> None:
+        """Run until `stop` is set, feeding batches of requests to `handler`."""
+
+    @abc.abstractmethod
+    def publish_results(self, results: Sequence[EngineResult]) -> None:
+        """Send all, then return once the bus has durably accepted every one of them.
+
+        On failure some of them may have been accepted: the engine answers
+        every copy of a request the same way, so sending them again is safe.
+        """
+
+    def publish_result(self, result: EngineResult) -> None:
+        self.publish_results([result])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; adapters that hold none need not override."""

@@ -18,7 +18,7 @@ from app.domain.transfer import (
     Transfer,
     TransferCommand,
 )
-from app.ports.bus import EngineRequest, EngineResult, PoisonMessage, TransferBus
+from app.ports.bus import EngineRequest, EngineResult, PoisonMessage, ServiceBus
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, ResolveOutcome
 from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange, TransferStore
@@ -93,7 +93,7 @@ class TransferService:
         self,
         store: TransferStore,
         ledger: Ledger,
-        bus: TransferBus,
+        bus: ServiceBus,
         catalog: AssetCatalog,
         ids: IdGenerator,
         clock: Clock = utc_now,

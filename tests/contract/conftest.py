@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from app.adapters.embedded_ledger import EmbeddedLedger
-from app.adapters.inprocess_bus import InProcessBus
 from app.adapters.sqlite_store import SqliteTransferStore
-from app.ports.bus import TransferBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
+from tests.support.bus_kits import BusKit, InProcessKit
 
 LEDGERS = ["embedded", "tigerbeetle"]
 STORES = ["sqlite", "cassandra"]
@@ -45,10 +44,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TransferSt
 
 
 @pytest.fixture(params=BUSES)
-def bus(request: pytest.FixtureRequest) -> Iterator[TransferBus]:
+def buses(request: pytest.FixtureRequest) -> BusKit:
+    """Both ends of one bus implementation; the kit closes what it made (Kafka) or holds nothing."""
     if request.param == "inprocess":
-        implementation: TransferBus = InProcessBus()
-    else:
-        implementation = request.getfixturevalue(f"{request.param}_bus")
-    yield implementation
-    implementation.close()
+        return InProcessKit()
+    kit: BusKit = request.getfixturevalue(f"{request.param}_buses")
+    return kit

@@ -28,6 +28,7 @@ from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy
 from tests.conftest import record_move
 from tests.support.cassandra_fixtures import cassandra_hosts, random_keyspace, skip_or_fail, store_url
+from tests.support.inprocess_bus import deliver_queued
 from tests.unit.harness import FakeClock, Harness
 
 pytestmark = pytest.mark.real_backends
@@ -87,7 +88,7 @@ def _statuses(stack: Harness, transfers: list[Transfer]) -> dict[Status, int]:
 
 
 def _drop_engine_traffic(stack: Harness) -> None:
-    stack.bus.deliver_queued(lambda _: None, lambda _: None)
+    deliver_queued(stack.bus)
 
 
 def test_1200_open_in_one_shard_and_3_in_another_all_settle_after_an_engine_outage(stack: Harness) -> None:
@@ -147,7 +148,7 @@ def test_a_transfer_open_for_three_days_after_an_operator_listing_is_alerted_and
     assert visits[-1]["alert"] == "transfer_pending_too_long" and visits[-1]["severity"] == "critical"
     assert visits[-1]["age_seconds"] == 72 * 3600
     resent: list[int] = []
-    stack.bus.deliver_queued(lambda request: resent.append(request.request_id), lambda _: None)
+    deliver_queued(stack.bus, lambda requests: resent.extend(r.request_id for r in requests))
     assert stuck.request_id in resent
     stack.pump()
     stack.clock.advance(seconds=31)

@@ -20,14 +20,14 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from app.adapters.kafka_bus import KafkaBusConfig, KafkaTopics, KafkaTransferBus
+from app.adapters.kafka_bus import KafkaBusConfig, KafkaEngineBus, KafkaServiceBus, KafkaTopics, _KafkaEndpoint
 from app.ports.errors import DependencyUnavailable
 
 ENV = "KAFKA_BOOTSTRAP_SERVERS"
 NOT_CONFIGURED = "Kafka not configured (KAFKA_BOOTSTRAP_SERVERS unset): real-bus tests skipped"
 # The broker may be restarting (devservices/restart): wait this long for it.
 BROKER_WAIT_SECONDS = 120.0
-_FIXTURES = frozenset({"kafka_bootstrap", "kafka_buses", "kafka_bus"})
+_FIXTURES = frozenset({"kafka_bootstrap", "kafka_buses"})
 
 
 def _require_real_backends() -> bool:
@@ -55,7 +55,7 @@ def kafka_bootstrap() -> str:
         if _require_real_backends():
             pytest.fail(NOT_CONFIGURED.replace("skipped", "required (REQUIRE_REAL_BACKENDS=1)"))
         pytest.skip(NOT_CONFIGURED)
-    probe = KafkaTransferBus(KafkaBusConfig(bootstrap_servers=tuple(servers.split(",")), create_topics=False))
+    probe = KafkaServiceBus(KafkaBusConfig(bootstrap_servers=tuple(servers.split(",")), create_topics=False))
     deadline = time.monotonic() + BROKER_WAIT_SECONDS
     try:
         while True:
@@ -72,11 +72,14 @@ def kafka_bootstrap() -> str:
 
 @dataclass
 class KafkaTestBuses:
-    """Buses sharing one test's topics and groups: a second one is a restart, or another member."""
+    """Buses sharing one test's topics and groups: a second one is a restart, or another member.
+
+    It is the Kafka implementation of tests/support/bus_kits.BusKit, for the shared contract suite.
+    """
 
     servers: str
     prefix: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:12]}-")
-    _made: list[KafkaTransferBus] = field(default_factory=list)
+    _made: list[_KafkaEndpoint] = field(default_factory=list)
 
     @property
     def group(self) -> str:
@@ -94,10 +97,20 @@ class KafkaTestBuses:
         query = {"topic_prefix": self.prefix, "group": self.group, "engine_group": self.engine_group, **params}
         return f"kafka://{self.servers}?" + "&".join(f"{k}={v}" for k, v in query.items())
 
-    def new(self, **params: object) -> KafkaTransferBus:
-        bus = KafkaTransferBus.from_url(self.url(**params))
+    def service(self, **params: object) -> KafkaServiceBus:
+        bus = KafkaServiceBus.from_url(self.url(**params))
         self._made.append(bus)
         return bus
+
+    def engine(self, **params: object) -> KafkaEngineBus:
+        bus = KafkaEngineBus.from_url(self.url(**params))
+        self._made.append(bus)
+        return bus
+
+    def dead_letters(self, side: str, count: int, deadline_seconds: float = 30.0) -> list[dict[str, object]]:
+        """The first `count` dead letters of the requests or results topic (fewer if none come in time)."""
+        topic = self.topics.requests_dlq if side == "requests" else self.topics.results_dlq
+        return self.read_all(topic, count, deadline_seconds)
 
     # Raw access, around the adapter, for what a test must do or see directly.
 
@@ -170,8 +183,3 @@ def kafka_buses(kafka_bootstrap: str) -> Iterator[KafkaTestBuses]:
     buses = KafkaTestBuses(kafka_bootstrap)
     yield buses
     buses.cleanup()
-
-
-@pytest.fixture
-def kafka_bus(kafka_buses: KafkaTestBuses) -> KafkaTransferBus:
-    return kafka_buses.new()

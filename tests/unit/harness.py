@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.adapters.embedded_ledger import EmbeddedLedger
-from app.adapters.inprocess_bus import InProcessBus
+from app.adapters.inprocess_bus import InProcessServiceBus
 from app.adapters.sqlite_store import SqliteTransferStore
 from app.domain.assets import AssetCatalog
 from app.domain.ids import SnowflakeGenerator
@@ -18,6 +18,7 @@ from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService
 from consumers.reference_engine import ReferenceEngine
 from consumers.settlement import SettlementConsumer
+from tests.support.inprocess_bus import deliver_queued
 
 
 @dataclass
@@ -43,17 +44,17 @@ class Harness:
         self.clock = clock or FakeClock()
         self.store = store or SqliteTransferStore(str(tmp_path / "store.db"))
         self.ledger = EmbeddedLedger(str(tmp_path / "ledger.db"))
-        self.bus = InProcessBus()
+        self.bus = InProcessServiceBus()
         ids = SnowflakeGenerator(1)
         self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.clock)
         self.accounts = AccountService(self.ledger, catalog, ids)
         self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())
-        self.engine = ReferenceEngine(self.bus)
+        self.engine = ReferenceEngine(self.bus.engine_side())
         self.settlement = SettlementConsumer(self.bus, self.transfers)
 
     def pump(self) -> int:
         """Let the engine answer and settlement apply everything queued."""
-        return self.bus.deliver_queued(self.engine.handle, self.settlement.handle)
+        return deliver_queued(self.bus, self.engine.handle_batch, self.settlement.handle_batch)
 
     def fund(self, user_id: int, amount: str = "1000", asset: str = "USDT") -> None:
         self.accounts.deposit(user_id, asset, amount, None, "test")

@@ -10,6 +10,7 @@ from app.domain.transfer import AccountType, Status
 from app.ports.ledger import LedgerState
 from app.services.operations import NotPending, OperatorService, ReasonRequired
 from tests.conftest import record_move
+from tests.support.inprocess_bus import deliver_queued
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -23,7 +24,7 @@ def operations(harness: Harness) -> OperatorService:
 def _pending(harness: Harness, units: int = UNIT) -> int:
     harness.fund(1)
     transfer = harness.transfers.submit(harness.command(1, units)).transfer
-    harness.bus.deliver_queued(lambda _: None, lambda _: None)  # the engine's answer is lost
+    deliver_queued(harness.bus)  # the engine's answer is lost
     return transfer.request_id
 
 

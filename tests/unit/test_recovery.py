@@ -10,6 +10,7 @@ import pytest
 from app.domain.transfer import AccountType, Status, Transfer
 from app.ports.ledger import LedgerState, LockOutcome
 from tests.conftest import record_move
+from tests.support.inprocess_bus import deliver_queued
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -85,7 +86,7 @@ def test_pending_resolved_in_the_ledger_is_completed(harness: Harness) -> None:
 def test_never_voids_on_its_own_and_resends_unanswered(harness: Harness) -> None:
     harness.fund(1)
     transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
-    harness.bus.deliver_queued(lambda _: None, lambda _: None)  # the engine never saw it
+    deliver_queued(harness.bus)  # the engine never saw it
     harness.clock.advance(hours=3)
     actions = harness.recovery.scan()
     assert actions["resent"] == 1
@@ -105,7 +106,7 @@ def test_alerts_warning_after_30_minutes_and_critical_after_2_hours(
 ) -> None:
     harness.fund(1)
     transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
-    harness.bus.deliver_queued(lambda _: None, lambda _: None)
+    deliver_queued(harness.bus)
     caplog.set_level(logging.INFO)
     harness.clock.advance(minutes=29)
     harness.recovery.scan()
