@@ -8,6 +8,7 @@ repeating an action that already took effect returns the same result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,13 +67,22 @@ class OperatorService:
         transfer = self._load(request_id)
         return TransferReport(transfer, self._state(transfer), self.transfers.store.audit_trail(request_id))
 
+    def list_open(self, limit: int, keep: Callable[[Transfer], bool] = lambda _: True) -> list[Transfer]:
+        """Up to `limit` open transfers that `keep` accepts, oldest id first; reads only, never moves the scanner."""
+        found: list[Transfer] = []
+        after = None
+        while len(found) < limit:
+            # A page may hold fewer open transfers than it read (settled or orphan rows): read on.
+            page = self.transfers.store.open_transfers(limit, after=after)
+            found.extend(t for t in page.items if keep(t))
+            if page.next_after is None:
+                break
+            after = page.next_after
+        return found[:limit]
+
     def stuck(self, status: Status | None, older_than: timedelta, limit: int = 1000) -> list[Transfer]:
         cutoff = self.transfers.clock() - older_than
-        return [
-            t
-            for t in self.transfers.store.open_transfers(limit).items
-            if (status is None or t.status == status) and t.created_at <= cutoff
-        ]
+        return self.list_open(limit, lambda t: (status is None or t.status == status) and t.created_at <= cutoff)
 
     @staticmethod
     def _check_reason(reason: str) -> str:
@@ -135,7 +145,7 @@ class OperatorService:
         elif user_id is not None:
             transfers = self.transfers.store.history(user_id, min(limit, 100)).items
         else:
-            transfers = self.transfers.store.open_transfers(limit).items
+            transfers = self.list_open(limit)
         return [TransferReport(t, self._state(t), []) for t in transfers]
 
 

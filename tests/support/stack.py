@@ -124,7 +124,7 @@ class Stack:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             try:
-                if not container.store.open_transfers(10).items:
+                if not container.operations.list_open(1):
                     return time.monotonic() - started
             except Exception:  # a backend still coming back
                 pass
