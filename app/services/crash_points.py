@@ -1,16 +1,13 @@
-"""Named crash points for the crash-safety tests.
+"""Named seams between two durable steps, where the crash tests kill a process.
 
-Off unless `CRASH_POINTS` names them (comma-separated). When one fires the
-process dies at once with `os._exit`, as a SIGKILL would leave it: no
-cleanup, no finally blocks, nothing flushed.
+In production nothing is installed and every call does nothing. The crash
+tests install a hook (tests/support/crash_points.py) that ends the process
+at the points they name, as a SIGKILL would.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-
-log = logging.getLogger(__name__)
+from collections.abc import Callable
 
 POINTS = (
     "after_store_insert",
@@ -23,10 +20,14 @@ POINTS = (
     "before_offset_commit",
 )
 
-_armed = frozenset(filter(None, os.environ.get("CRASH_POINTS", "").split(",")))
+_hook: Callable[[str], None] | None = None
+
+
+def install(hook: Callable[[str], None] | None) -> None:
+    global _hook
+    _hook = hook
 
 
 def crash_point(name: str) -> None:
-    if name in _armed:
-        log.critical("crash point %s reached: exiting", name)
-        os._exit(137)
+    if _hook is not None:
+        _hook(name)

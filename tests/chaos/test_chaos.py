@@ -17,8 +17,8 @@ from collections.abc import Callable
 import pytest
 
 from app.domain.transfer import Status
-from app.services.invariants import check_invariants
 from tests.conftest import TEST_JWT_SECRET
+from tests.support.invariants import check_invariants
 from tests.support.load import LoadResult, TransferClient, random_amount
 from tests.support.stack import REJECT_SUFFIX, Stack, devservice
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.services.invariants import check_invariants
 from tests.conftest import TEST_JWT_SECRET
 from tests.support.cassandra_fixtures import cassandra_hosts, skip_or_fail
+from tests.support.invariants import check_invariants
 from tests.support.load import LoadResult, TransferClient, random_amount
 from tests.support.stack import REJECT_SUFFIX, Stack, devservice
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import requests
 
 from app.api.auth import issue_token
-from app.services.invariants import Acknowledged
+from tests.support.invariants import Acknowledged
 
 TRANSFERS = "/api/v1/user/internal_transfer"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from app.config import PROJECT_ROOT
+from tests.support.crash_points import with_hook
 
 
 def free_port() -> int:
@@ -36,7 +37,7 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             self.argv,
             cwd=PROJECT_ROOT,
-            env=self.env,
+            env=with_hook(self.env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.domain.transfer import Status, Transfer
-from app.services.invariants import Acknowledged, check_invariants
 from tests.conftest import record_move
+from tests.support.invariants import Acknowledged, check_invariants
 from tests.unit.harness import Harness
 
 UNIT = 10**8
