@@ -16,7 +16,7 @@ from cassandra import ConsistencyLevel, DriverException
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from app.ports.errors import DependencyUnavailable
 
@@ -119,6 +119,33 @@ class CassandraSession:
             futures = [session.execute_async(self.statement(cql), params) for cql, params in statements]
             for future in futures:
                 future.result()
+
+    def run_each_as_one(self, groups: Sequence[Sequence[Statement]]) -> None:
+        """Each group as one request (see run_as_one), all groups in flight at once."""
+        with self.guard():
+            session = self.connect()
+            futures = [session.execute_async(self._as_one(group)) for group in groups if group]
+            for future in futures:
+                future.result()
+
+    def _as_one(self, statements: Sequence[Statement]) -> Any:
+        if len(statements) == 1:
+            cql, params = statements[0]
+            return self.statement(cql).bind(params)
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for cql, params in statements:
+            batch.add(self.statement(cql), params)
+        return batch
+
+    def run_as_one(self, statements: Sequence[Statement]) -> None:
+        """Independent writes in one request: an unlogged batch, not atomic, one round trip.
+
+        Cheaper for Cassandra than as many requests (the per-request work is
+        much of a small write's cost). Only for a few small mutations: a big
+        multi-partition batch loads its coordinator.
+        """
+        with self.guard():
+            self.connect().execute(self._as_one(statements))
 
     def close(self) -> None:
         with self._lock:

@@ -208,7 +208,7 @@ class CassandraTransferStore(TransferStore):
             "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",
             (transfer.user_id, request_id, transfer.asset),
         )
-        self.db.run_together([record, by_user, *self.open_set.filing(request_id, home)])
+        self.db.run_as_one([record, by_user, *self.open_set.filing(request_id, home)])
         self.open_set.confirm_filed(request_id, home)
 
     def get(self, request_id: int) -> Transfer | None:
@@ -257,7 +257,9 @@ class CassandraTransferStore(TransferStore):
         return statements
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
-        self.db.run_together([statement for change in changes for statement in self._status_statements(change)])
+        # One request per transfer (its status, audit row and open-set delete),
+        # all transfers in flight at once.
+        self.db.run_each_as_one([self._status_statements(change) for change in changes])
 
     def history(
         self,
