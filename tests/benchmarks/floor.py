@@ -105,7 +105,7 @@ class _Engine(threading.Thread):
                         producer.send(self.config.results_topic, key=record.key, value=json.dumps(answer).encode())
                         sent = True
                 if sent:
-                    producer.flush()
+                    producer.flush(timeout=_WAIT_SECONDS)
         finally:
             consumer.close(autocommit=False)
             producer.close(timeout=5)
@@ -116,12 +116,20 @@ def _producer(config: FloorConfig) -> KafkaProducer:
 
 
 def _consumer_at_end(config: FloorConfig, topic: str) -> KafkaConsumer:
+    """A consumer of every partition of a topic just created, positioned at its end."""
     consumer = KafkaConsumer(bootstrap_servers=config.kafka_servers, enable_auto_commit=False, fetch_max_wait_ms=50)
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while len(consumer.partitions_for_topic(topic) or ()) < config.partitions:
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise TimeoutError(f"floor: topic {topic} has no leaders after {_WAIT_SECONDS:.0f}s")
+        time.sleep(0.2)
     partitions = [TopicPartition(topic, p) for p in range(config.partitions)]
     consumer.assign(partitions)
     consumer.seek_to_end(*partitions)
     for partition in partitions:
-        consumer.position(partition)  # resolve now, so nothing sent later is skipped
+        # Resolve now, so nothing sent later is skipped; bounded, a new topic's leader may still move.
+        consumer.position(partition, timeout_ms=int(_WAIT_SECONDS * 1000))
     return consumer
 
 
@@ -254,7 +262,7 @@ class Floor:
             self._producer.send(
                 self.config.requests_topic, key=str(users[i]).encode(), value=json.dumps(message).encode()
             )
-        self._producer.flush()
+        self._producer.flush(timeout=_WAIT_SECONDS)
         mark = _lap(steps, "publish", mark)
 
         waiting = set(ids)

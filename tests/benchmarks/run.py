@@ -8,6 +8,7 @@ Prints a table per concurrency and writes the figures as JSON under var/bench/.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import os
@@ -492,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (options.service_dir / "Procfile").is_file():
         raise SystemExit(f"--service-dir {options.service_dir}: no Procfile there")
     _raise_on_sigterm()
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints where a stuck run waits
     tag = run_tag()
     out_dir = REPO_ROOT / "var" / "bench"
     log_dir = out_dir / tag
