@@ -32,6 +32,9 @@ CODE = 1
 SYSTEM_ACCOUNT = 1
 UNITS = 10**8  # one USDT in its smallest unit
 _WAIT_SECONDS = 30.0
+# A --development TigerBeetle takes smaller batches than a production one; waves above this
+# size are split the same way.
+_LEDGER_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,8 @@ class Floor:
                         id=account, ledger=LEDGER, code=CODE, flags=tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
                     )
                 )
-        _check(self._ledger.create_accounts(accounts), "create accounts")
+        for start in range(0, len(accounts), _LEDGER_BATCH):
+            _check(self._ledger.create_accounts(accounts[start : start + _LEDGER_BATCH]), "create accounts")
         deposits = [
             tb.Transfer(
                 id=tb.id(),
@@ -212,7 +216,8 @@ class Floor:
             )
             for user in users
         ]
-        _check(self._ledger.create_transfers(deposits), "deposits")
+        for start in range(0, len(deposits), _LEDGER_BATCH):
+            _check(self._ledger.create_transfers(deposits[start : start + _LEDGER_BATCH]), "deposits")
 
     # -- the measured work ------------------------------------------------
 
@@ -254,7 +259,7 @@ class Floor:
                 )
                 for i in ids
             ]
-            _check(self._ledger.create_transfers(locks), "pending transfers")
+            _create_transfers(self._ledger, locks, "pending transfers")
         mark = _lap(steps, "ledger pending", mark)
 
         for i in ids:
@@ -285,7 +290,7 @@ class Floor:
                 )
                 for i in ids
             ]
-            _check(self._ledger.create_transfers(posts), "posts")
+            _create_transfers(self._ledger, posts, "posts")
         mark = _lap(steps, "ledger post", mark)
 
         now = int(time.time() * 1_000_000)
@@ -328,6 +333,11 @@ def _lap(steps: dict[str, float], name: str, mark: float) -> float:
 def _wait_all(futures: list[Any]) -> None:
     for future in futures:
         future.result()
+
+
+def _create_transfers(ledger: tb.ClientSync, transfers: list[tb.Transfer], what: str) -> None:
+    for start in range(0, len(transfers), _LEDGER_BATCH):
+        _check(ledger.create_transfers(transfers[start : start + _LEDGER_BATCH]), what)
 
 
 def _check(results: list[Any], what: str) -> None:
