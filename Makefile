@@ -1,10 +1,11 @@
-# `make run` starts the service on embedded backends; `make test` runs everything CI runs.
+# `make run` starts the service on embedded backends; `make test` runs everything CI runs;
+# `make bench` measures it on the real stack (BENCH_ARGS="--transfers 500 --service-dir ../other").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services-up services-down
+.PHONY: run test lint bench services-up services-down
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +22,7 @@ lint: $(STAMP)
 
 test: lint
 	scripts/test-with-services $(BIN)/pytest $(PYTEST_ARGS)
+
+# Starts the dev services it needs (and stops only those), TigerBeetle when TIGERBEETLE_BIN names one.
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
