@@ -6,6 +6,8 @@ failure surfaces as DependencyUnavailable("store").
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +18,7 @@ from cassandra import ConsistencyLevel, DriverException
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, _clean_column_name
 
 from app.ports.errors import DependencyUnavailable
 
@@ -24,6 +26,18 @@ T = TypeVar("T")
 
 # One CQL statement and its bound values.
 Statement = tuple[str, tuple[Any, ...]]
+
+
+@functools.lru_cache(maxsize=256)
+def _row_type(columns: tuple[str, ...]) -> Any:
+    # The driver's own column cleaning ("[applied]" becomes "applied"), so rows read the same.
+    return collections.namedtuple("Row", [_clean_column_name(c) for c in columns], rename=True)  # type: ignore[misc]
+
+
+def cached_named_tuple_factory(colnames: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """The driver's named_tuple_factory without making a new class per result (a hot spot under load)."""
+    row_type = _row_type(tuple(colnames))
+    return [row_type(*row) for row in rows]
 
 
 class CassandraSession:
@@ -58,6 +72,7 @@ class CassandraSession:
                     consistency_level=self.consistency,
                     serial_consistency_level=self.serial_consistency,
                     request_timeout=self.timeout_seconds,
+                    row_factory=cached_named_tuple_factory,
                 )
                 username = os.environ.get("CASSANDRA_USERNAME")
                 auth = PlainTextAuthProvider(username, os.environ.get("CASSANDRA_PASSWORD", "")) if username else None

@@ -132,6 +132,9 @@ class KafkaBusConfig:
     max_attempts: int = 5
     # The first retry's delay after a handler failed; doubles up to 5 s.
     retry_backoff_ms: int = 500
+    # kafka-python's own client metrics: nowhere exported, and a measurable
+    # share of a publish's CPU, so off unless asked for (tests read them).
+    client_metrics: bool = False
     topics: KafkaTopics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -190,10 +193,10 @@ class KafkaBusConfig:
                 params[name] = int(value)
             elif name in cls._STR_PARAMS:
                 params[name] = value
-            elif name == "create_topics":
+            elif name in ("create_topics", "client_metrics"):
                 params[name] = _true(value)
             else:
-                known = (*cls._INT_PARAMS, *cls._STR_PARAMS, "create_topics")
+                known = (*cls._INT_PARAMS, *cls._STR_PARAMS, "create_topics", "client_metrics")
                 raise ValueError(f"unknown kafka:// URL parameter {name!r} (known: {', '.join(known)})")
         return cls(bootstrap_servers=servers, **params)
 
@@ -223,6 +226,11 @@ class _AssignmentTracker(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.owner._set_assignment(self.key, assigned)
+
+
+def _log_failed_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("asynchronous offset commit failed: %r; the messages may be delivered again", response)
 
 
 def _encode(message: Mapping[str, object]) -> bytes:
@@ -345,6 +353,7 @@ class _KafkaEndpoint:
                 max_block_ms=timeout_ms // 2,
                 api_version_auto_timeout_ms=self._probe_ms(deadline),
                 reconnect_backoff_max_ms=_CLIENT_RECONNECT_BACKOFF_MAX_MS,
+                metrics_enabled=self.config.client_metrics,
             )
             _fix_failed_produce(self._producer)
             self._producer_pid = os.getpid()
@@ -456,6 +465,7 @@ class _KafkaEndpoint:
             request_timeout_ms=max(30_000, self.config.request_timeout_ms),
             api_version_auto_timeout_ms=_API_VERSION_PROBE_MS,
             reconnect_backoff_max_ms=_CLIENT_RECONNECT_BACKOFF_MAX_MS,
+            metrics_enabled=self.config.client_metrics,
         )
         try:
             consumer.subscribe([stream.topic], listener=_AssignmentTracker(self, key))
@@ -488,6 +498,27 @@ class _KafkaEndpoint:
         )
         # Partitions held back after a handler failure, and when to retry them.
         paused_until: dict[TopicPartition, float] = {}
+        # Offsets committed without waiting; the latest are committed for sure on the way out.
+        unconfirmed: dict[TopicPartition, int] = {}
+        try:
+            self._poll_batches(consumer, stream, delivery, stop, backoff, paused_until, unconfirmed)
+        finally:
+            # Only what is still ours: a revoked partition's new owner has moved on.
+            owned = consumer.assignment()
+            latest = {tp: offset for tp, offset in unconfirmed.items() if tp in owned}
+            if latest:
+                self._commit(consumer, latest)
+
+    def _poll_batches(
+        self,
+        consumer: KafkaConsumer,
+        stream: _Stream[Message],
+        delivery: BatchDelivery[TopicPartition, Message],
+        stop: threading.Event,
+        backoff: Backoff,
+        paused_until: dict[TopicPartition, float],
+        unconfirmed: dict[TopicPartition, int],
+    ) -> None:
         while self._running(stop):
             self._resume_due(consumer, paused_until, delivery)
             records = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS, max_records=self.config.max_batch)
@@ -498,7 +529,8 @@ class _KafkaEndpoint:
             outcomes = delivery.deliver(polled, lambda: self._running(stop))
             done = {tp: outcome.commit_up_to for tp, outcome in outcomes.items() if outcome.commit_up_to is not None}
             if done:
-                self._commit(consumer, done)
+                self._commit(consumer, done, wait=False)
+                unconfirmed.update(done)
             for tp, outcome in outcomes.items():
                 if outcome.retry_from is None:
                     continue
@@ -561,12 +593,20 @@ class _KafkaEndpoint:
         )
         return True
 
-    def _commit(self, consumer: KafkaConsumer, next_offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit every partition of a batch in one request."""
+    def _commit(self, consumer: KafkaConsumer, next_offsets: Mapping[TopicPartition, int], wait: bool = True) -> None:
+        """Commit every partition of a batch in one request.
+
+        Without `wait`, the commit goes out with the next poll and the batch
+        loop does not stop for it: a commit that is lost only means the
+        messages are delivered again, which every handler tolerates.
+        """
         crash_point("before_offset_commit")
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()}
         try:
-            consumer.commit(offsets, timeout_ms=self.config.request_timeout_ms)
+            if wait:
+                consumer.commit(offsets, timeout_ms=self.config.request_timeout_ms)
+            else:
+                consumer.commit_async(offsets, callback=_log_failed_commit)
         except Exception as exc:
             # The work is done and durable; without the commit it is merely
             # delivered again later (after a restart or a rebalance), which

@@ -307,7 +307,7 @@ def test_a_batch_commits_every_partition_it_came_from(kafka_buses: KafkaTestBuse
 
 
 def test_publish_results_sends_them_all_before_waiting(kafka_buses: KafkaTestBuses) -> None:
-    engine = kafka_buses.engine(partitions=1)
+    engine = kafka_buses.engine(partitions=1, client_metrics="true")
     engine.publish_results([a_result() for _ in range(200)])
     producer = engine._producer
     assert producer is not None
@@ -318,7 +318,7 @@ def test_publish_results_sends_them_all_before_waiting(kafka_buses: KafkaTestBus
 
 
 def test_concurrent_publishes_share_produce_requests(kafka_buses: KafkaTestBuses) -> None:
-    bus = kafka_buses.service(partitions=1)
+    bus = kafka_buses.service(partitions=1, client_metrics="true")
     bus.publish_request(a_request())  # topics and the producer made: what follows measures sharing only
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=16) as pool:
