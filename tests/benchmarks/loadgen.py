@@ -59,12 +59,19 @@ def _connection(host: str, port: int) -> http.client.HTTPConnection:
     return connection
 
 
-def run_load(host: str, port: int, requests: list[Request], concurrency: int) -> LoadResult:
-    """Send every request, `concurrency` at a time, and wait for all answers."""
+def run_load(host: str, port: int, requests: list[Request], concurrency: int, rate: float | None = None) -> LoadResult:
+    """Send every request, `concurrency` at a time, and wait for all answers.
+
+    With `rate`, request i is due `i / rate` seconds after the start (an open
+    loop): a thread waits for its request's due time, and the latency counts
+    from that time, so a slow answer that delays the next send is not hidden.
+    `concurrency` must then exceed what the rate keeps in flight.
+    """
     result = LoadResult(concurrency=concurrency, bodies=[None] * len(requests), sent_at=[0.0] * len(requests))
     lock = threading.Lock()
     position = iter(range(len(requests)))
     gate = threading.Barrier(concurrency + 1)
+    start_line: list[float] = []  # set by the main thread when the clock starts
 
     def take() -> int | None:
         with lock:
@@ -87,8 +94,13 @@ def run_load(host: str, port: int, requests: list[Request], concurrency: int) ->
         try:
             while (index := take()) is not None:
                 request = requests[index]
-                result.sent_at[index] = time.time()
                 begun = time.perf_counter()
+                if rate is not None:
+                    begun = start_line[0] + index / rate
+                    delay = begun - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                result.sent_at[index] = time.time()
                 for attempt in (1, 2):
                     try:
                         connection.request(request.method, request.path, request.body, request.headers)
@@ -118,6 +130,7 @@ def run_load(host: str, port: int, requests: list[Request], concurrency: int) ->
     for thread in threads:
         thread.start()
     cpu_before = self_cpu_seconds()
+    start_line.append(time.perf_counter() + 0.01)  # before the gate opens: paced threads read it at once
     try:
         gate.wait()  # every connection is open: start the clock
     except threading.BrokenBarrierError:

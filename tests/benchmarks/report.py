@@ -102,6 +102,16 @@ def render(results: dict[str, Any]) -> str:
                 f"ceiling CPU s: web {c['cpu_s'].get('web', 0):.2f}, load generator "
                 f"{c['cpu_s'].get('load generator', 0):.2f}, other (machine) {c['cpu_s'].get('other (machine)', 0):.2f}"
             )
+    paced = results.get("service", {}).get("paced")
+    if paced:
+        lines += [
+            "",
+            f"-- paced at {paced['rate']:.0f} POST/s ({paced['fraction']:.0%} of the best POST/s above), "
+            "latency from each request's due time --",
+            f"{'service':24}{_num(paced['post_per_s']):>9}{_num(paced['p50_ms'], 1):>9}{_num(paced['p99_ms'], 1):>9}"
+            f"{_num(paced['p999_ms'], 1):>10}{_num(paced['settled_per_s']):>11}",
+            "CPU ms per settled transfer, service: " + _cpu_line(paced["cpu_ms_per_settled"]),
+        ]
     rss = results.get("service", {}).get("peak_rss_mib", {})
     if rss:
         lines += ["", "peak RSS (VmHWM) MiB: " + ", ".join(f"{k} {_num(v)}" for k, v in rss.items())]

@@ -74,6 +74,7 @@ class Options:
     ceiling: bool
     floor: bool
     output: Path | None
+    paced_fraction: float = 0.5
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -92,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-Flask ceiling")
     parser.add_argument("--no-floor", action="store_true", help="skip the raw-client floor")
     parser.add_argument("--output", default=env("BENCH_OUTPUT"), help="JSON path (default var/bench/...)")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=float(env("BENCH_PACED", "0.5")),
+        help="then send at this fraction of the best POST/s, paced, for latency at that load (0: skip)",
+    )
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if args.transfers < 1 or not concurrencies or min(concurrencies) < 1 or args.users < 1:
@@ -106,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         ceiling=not args.no_ceiling,
         floor=not args.no_floor,
         output=Path(args.output) if args.output else None,
+        paced_fraction=max(0.0, args.paced),
     )
 
 
@@ -348,7 +356,7 @@ def service_phase(stack: ServiceStack) -> dict[str, Any]:
     admin = flask_cli(options.service_dir, env, "token", str(ADMIN_USER), "--admin", "--ttl", "21600")
     template = flask_cli(options.service_dir, env, "token", str(users[0]), "--ttl", "21600")
     tokens = tokens_like(template, stack.secret, users)
-    total = options.warmup + options.transfers * len(options.concurrencies)
+    total = options.warmup + options.transfers * (len(options.concurrencies) + 1)
     per_user = max(1_000_000, 2 * math.ceil(total / len(users)))
     funded = run_load(HOST, stack.port, deposit_requests(admin, users, str(per_user), stack.tag), 8)
     if funded.statuses.get(201, 0) != len(users):
@@ -369,17 +377,27 @@ def service_phase(stack: ServiceStack) -> dict[str, Any]:
     for concurrency in options.concurrencies:
         stack.check_alive()
         figures["by_concurrency"][str(concurrency)] = measure_service(stack, users, tokens, concurrency)
+    if options.paced_fraction > 0:
+        # Latency at a steady fraction of the best throughput just measured (an open loop).
+        best = max(f["post_per_s"] for f in figures["by_concurrency"].values())
+        rate = best * options.paced_fraction
+        stack.check_alive()
+        paced = measure_service(stack, users, tokens, 4 * max(options.concurrencies), rate=rate)
+        figures["paced"] = {**paced, "rate": rate, "fraction": options.paced_fraction}
     figures["peak_rss_mib"] = stack.peak_rss_mib()
     return figures
 
 
-def measure_service(stack: ServiceStack, users: list[int], tokens: dict[int, str], concurrency: int) -> dict[str, Any]:
+def measure_service(
+    stack: ServiceStack, users: list[int], tokens: dict[int, str], concurrency: int, rate: float | None = None
+) -> dict[str, Any]:
     options = stack.options
-    batch = Batch.build(users, tokens, options.transfers, f"{stack.tag}-c{concurrency}")
+    tag = f"{stack.tag}-c{concurrency}" if rate is None else f"{stack.tag}-r{rate:.0f}"
+    batch = Batch.build(users, tokens, options.transfers, tag)
     meter = CpuMeter(stack.pids())
     background = meter.background()
     meter.start()
-    load = run_load(HOST, stack.port, batch.requests, concurrency)
+    load = run_load(HOST, stack.port, batch.requests, concurrency, rate)
     batch.record_posts(load)
     deadline = time.monotonic() + options.settle_timeout
     sentinel_gets = wait_for_sentinels(batch, HOST, stack.port, tokens, deadline)
@@ -407,7 +425,7 @@ def measure_service(stack: ServiceStack, users: list[int], tokens: dict[int, str
         "gets_sweep": sweep_gets,
     }
     log(
-        f"service c={concurrency}: {load.per_second:.0f} POST/s, "
+        f"service {f'c={concurrency}' if rate is None else f'paced at {rate:.0f}/s'}: {load.per_second:.0f} POST/s, "
         f"{figures['settled_per_s'] or 0:.0f} settled/s, {figures['unfinished']} unfinished"
     )
     return figures
