@@ -136,7 +136,7 @@ class KafkaBusConfig:
     # gather: fewer, fuller fetches (much of the broker's and the consumers'
     # CPU per message) for at most that much latency per hop.
     fetch_min_bytes: int = 16_384
-    fetch_max_wait_ms: int = 20
+    fetch_max_wait_ms: int = 100
     # kafka-python's own client metrics: nowhere exported, and a measurable
     # share of a publish's CPU, so off unless asked for (tests read them).
     client_metrics: bool = False

@@ -382,7 +382,7 @@ def service_phase(stack: ServiceStack) -> dict[str, Any]:
         best = max(f["post_per_s"] for f in figures["by_concurrency"].values())
         rate = best * options.paced_fraction
         stack.check_alive()
-        paced = measure_service(stack, users, tokens, 4 * max(options.concurrencies), rate=rate)
+        paced = measure_service(stack, users, tokens, max(options.concurrencies), rate=rate)
         figures["paced"] = {**paced, "rate": rate, "fraction": options.paced_fraction}
     figures["peak_rss_mib"] = stack.peak_rss_mib()
     return figures
