@@ -29,10 +29,21 @@ _MAX_WINDOWS_CLOSED_PER_PASS = 500
 
 @dataclass(frozen=True)
 class OpenSetLayout:
-    """Fixed when the open set is created: changing either would hide filed rows."""
+    """Fixed when the open set is created: changing any of them later could hide filed rows.
+
+    Every process reads them from the store, so a process configured
+    differently (a rolling change, say) still files and closes by the same rules.
+    """
 
     window_seconds: int
     shards: int
+    margin_seconds: int
+
+    def __post_init__(self) -> None:
+        if self.window_seconds < 1 or self.shards < 1:
+            raise ValueError("the open set's window and shard count must be positive")
+        if self.margin_seconds < 2:
+            raise ValueError("the open set's margin must be at least 2 seconds")
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,8 @@ def epoch_seconds(moment: datetime) -> int:
 
 
 class CassandraOpenSet:
-    def __init__(self, db: CassandraSession, margin_seconds: int, clock: Callable[[], datetime]) -> None:
-        if margin_seconds < 2:
-            raise ValueError("the open set's margin must be at least 2 seconds")
+    def __init__(self, db: CassandraSession, clock: Callable[[], datetime]) -> None:
         self.db = db
-        self.margin_seconds = margin_seconds
         self.clock = clock
         self._layout: OpenSetLayout | None = None
         self._registered: set[int] = set()
@@ -68,26 +76,27 @@ class CassandraOpenSet:
     def initialise(self, layout: OpenSetLayout) -> OpenSetLayout:
         """Create the position row if there is none (`db init`); an existing one is kept as it is."""
         row = self.db.run(
-            "SELECT first_open_window, window_seconds, shards FROM {ks}.open_set_position WHERE name = ?",
-            (_POSITION,),
+            "SELECT window_seconds, shards, margin_seconds FROM {ks}.open_set_position WHERE name = ?", (_POSITION,)
         ).one()
         if row is not None:
-            return OpenSetLayout(row.window_seconds, row.shards)
+            return OpenSetLayout(row.window_seconds, row.shards, row.margin_seconds)
         first = self._window_of(epoch_seconds(self.clock()), layout.window_seconds) - layout.window_seconds
         self.db.run(
-            "INSERT INTO {ks}.open_set_position (name, first_open_window, window_seconds, shards) VALUES (?, ?, ?, ?)",
-            (_POSITION, first, layout.window_seconds, layout.shards),
+            "INSERT INTO {ks}.open_set_position (name, first_open_window, window_seconds, shards, margin_seconds)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (_POSITION, first, layout.window_seconds, layout.shards, layout.margin_seconds),
         )
         return layout
 
     def layout(self) -> OpenSetLayout:
         if self._layout is None:
             row = self.db.run(
-                "SELECT window_seconds, shards FROM {ks}.open_set_position WHERE name = ?", (_POSITION,)
+                "SELECT window_seconds, shards, margin_seconds FROM {ks}.open_set_position WHERE name = ?",
+                (_POSITION,),
             ).one()
             if row is None:
                 raise DependencyUnavailable("store", "the open set is not initialised: run `flask db init`")
-            self._layout = OpenSetLayout(row.window_seconds, row.shards)
+            self._layout = OpenSetLayout(row.window_seconds, row.shards, row.margin_seconds)
         return self._layout
 
     def position(self) -> int:
@@ -135,8 +144,9 @@ class CassandraOpenSet:
 
     def confirm_filed(self, request_id: int, window_start: int) -> None:
         """Call once the filing writes are acknowledged: files again while they came too late."""
-        window_seconds = self.layout().window_seconds
-        deadline_slack = self.margin_seconds // 2
+        layout = self.layout()
+        window_seconds = layout.window_seconds
+        deadline_slack = layout.margin_seconds // 2
         while True:
             self.mark_registered(window_start)
             now = epoch_seconds(self.clock())
@@ -205,7 +215,7 @@ class CassandraOpenSet:
         layout = self.layout()
         now = epoch_seconds(self.clock())
         position = self.position()
-        last_closable = self._window_of(now - self.margin_seconds, layout.window_seconds) - layout.window_seconds
+        last_closable = self._window_of(now - layout.margin_seconds, layout.window_seconds) - layout.window_seconds
         if last_closable < position:
             return 0
         windows = self._windows_between(position, last_closable)
@@ -215,6 +225,9 @@ class CassandraOpenSet:
             new_position = windows[-1] + layout.window_seconds
         refiled = 0
         target = self._window_of(now, layout.window_seconds)
+        # Like a writer, the scanner's filing must be acknowledged in time for
+        # the window it files into, or another scanner may close that first.
+        deadline = target + layout.window_seconds + layout.margin_seconds // 2
         for window in windows:
             per_shard = self.db.run_each(
                 "SELECT request_id FROM {ks}.open_set WHERE window_start = ? AND shard = ?",
@@ -227,9 +240,17 @@ class CassandraOpenSet:
             if statements:
                 self.db.run_together(statements)
                 self.mark_registered(target)
+            if epoch_seconds(self.clock()) > deadline:
+                # Too slow: leave this window (and those after it) open; the
+                # next pass closes them again, filing into a newer window.
+                log.warning("closing open-set window %s took too long; it stays open for the next pass", window)
+                new_position = window
+                break
             refiled += len(open_ids)
-        # Only now, with everything open filed again, may the position pass these windows.
+        if new_position <= position:
+            return refiled
+        # Only now, with everything open filed again in time, may the position pass these windows.
         self.db.run("UPDATE {ks}.open_set_position SET first_open_window = ? WHERE name = ?", (new_position, _POSITION))
         if refiled:
-            log.info("closed %d open-set windows; %d open transfers filed again", len(windows), refiled)
+            log.info("closed open-set windows up to %s; %d open transfers filed again", new_position, refiled)
         return refiled

@@ -23,7 +23,7 @@ from app.adapters.cassandra_session import CassandraSession, Statement
 from app.config import PROJECT_ROOT
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.ids import timestamp_ms_of
-from app.domain.transfer import AccountType, AuditEntry, Status, Transfer
+from app.domain.transfer import AccountType, AuditEntry, Status, Transfer, precedence
 from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def _from_micros(micros: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
-def status_write_timestamp(request_id: int, status: Status) -> int:
-    """The write timestamp of a status: fixed per transfer, higher for every later status."""
-    return timestamp_ms_of(request_id) * 1000 + status.rank
+def status_write_timestamp(request_id: int, status: Status, failure_reason: str | None = None) -> int:
+    """The write timestamp of a status: fixed per transfer, plus the status's precedence (under 1 ms)."""
+    return timestamp_ms_of(request_id) * 1000 + precedence(status, failure_reason)
 
 
 def _utc_now() -> datetime:
@@ -114,8 +114,8 @@ class CassandraTransferStore(TransferStore):
             timeout_seconds=timeout_seconds,
         )
         # Used only when `db init` creates the open set; afterwards it is read from there.
-        self.initial_layout = OpenSetLayout(window_seconds=window_seconds, shards=shards)
-        self.open_set = CassandraOpenSet(self.db, margin_seconds, self._now)
+        self.initial_layout = OpenSetLayout(window_seconds, shards, margin_seconds)
+        self.open_set = CassandraOpenSet(self.db, self._now)
         self.clock = clock
 
     def _now(self) -> datetime:
@@ -254,7 +254,7 @@ class CassandraTransferStore(TransferStore):
             (
                 f"INSERT INTO {{ks}}.transfer_records ({', '.join(columns)})"
                 f" VALUES ({', '.join('?' * len(columns))}) USING TIMESTAMP ?",
-                (*values, status_write_timestamp(after.request_id, after.status)),
+                (*values, status_write_timestamp(after.request_id, after.status, after.failure_reason)),
             )
         ]
         if after.status.is_terminal:

@@ -232,6 +232,7 @@ class _AssignmentTracker(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.owner._set_assignment(self.key, ())
+        self.owner._forget_unconfirmed(self.key, revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.owner._set_assignment(self.key, assigned)
@@ -302,6 +303,8 @@ class _KafkaEndpoint:
         self._topics_ready = not config.create_topics
         self._assignments: dict[str, frozenset[tuple[str, int]]] = {}
         self._assignments_lock = threading.Lock()
+        # Per running consumer: offsets committed without waiting, by partition.
+        self._unconfirmed: dict[str, dict[TopicPartition, int]] = {}
 
     # -- publishing -----------------------------------------------------------
 
@@ -426,6 +429,13 @@ class _KafkaEndpoint:
         with self._assignments_lock:
             self._assignments[key] = frozenset((tp.topic, tp.partition) for tp in partitions)
 
+    def _forget_unconfirmed(self, key: str, revoked: Any) -> None:
+        # A revoked partition's offsets are its next owner's business: committing
+        # ours later, should it come back, could move the group's offset backwards.
+        unconfirmed = self._unconfirmed.get(key, {})
+        for tp in revoked:
+            unconfirmed.pop(tp, None)
+
     def _running(self, stop: threading.Event) -> bool:
         return not stop.is_set() and not self._closed
 
@@ -442,7 +452,7 @@ class _KafkaEndpoint:
                 try:
                     self._ensure_topics(time.monotonic() + self.config.request_timeout_ms / 1000)
                     consumer = self._new_consumer(stream, key)
-                    self._poll_loop(consumer, stream, handler, stop, backoff)
+                    self._poll_loop(consumer, stream, handler, stop, backoff, key)
                 except Exception as exc:
                     delay = backoff.next_delay()
                     log.warning(
@@ -500,6 +510,7 @@ class _KafkaEndpoint:
         handler: Callable[[Sequence[Message]], None],
         stop: threading.Event,
         backoff: Backoff,
+        key: str,
     ) -> None:
         delivery: BatchDelivery[TopicPartition, Message] = BatchDelivery(
             handler,
@@ -511,12 +522,14 @@ class _KafkaEndpoint:
         paused_until: dict[TopicPartition, float] = {}
         # Offsets committed without waiting; the latest are committed for sure on the way out.
         unconfirmed: dict[TopicPartition, int] = {}
+        self._unconfirmed[key] = unconfirmed
         try:
             self._poll_batches(consumer, stream, delivery, stop, backoff, paused_until, unconfirmed)
         finally:
             # Only what is still ours: a revoked partition's new owner has moved on.
             owned = consumer.assignment()
             latest = {tp: offset for tp, offset in unconfirmed.items() if tp in owned}
+            self._unconfirmed.pop(key, None)
             if latest:
                 self._commit(consumer, latest)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.cursor import decode_cursor, encode_cursor
-from app.domain.transfer import AccountType, AuditEntry, Status, Transfer
+from app.domain.transfer import AccountType, AuditEntry, FailureReason, Status, Transfer, precedence
 from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
 
 _SCHEMA = """
@@ -33,8 +33,14 @@ CREATE INDEX IF NOT EXISTS audit_by_transfer ON audit_trail (request_id, seq);
 """
 
 
-# The domain's ranks, as SQL (statuses are fixed words, never input).
-_RANK_OF_STATUS = "CASE status " + " ".join(f"WHEN '{s.value}' THEN {s.rank}" for s in Status) + " END"
+# The domain's precedence of what is stored, as SQL (statuses and causes are fixed words, never input).
+_STORED_PRECEDENCE = (
+    "(CASE "
+    + " ".join(f"WHEN status = '{s.value}' THEN {precedence(s, None)}" for s in Status if s != Status.FAILED)
+    + f" WHEN failure_reason = '{FailureReason.VOIDED.value}'"
+    + f" THEN {precedence(Status.FAILED, FailureReason.VOIDED.value)}"
+    + f" ELSE {precedence(Status.FAILED, None)} END)"
+)
 
 
 def _row_to_transfer(row: sqlite3.Row) -> Transfer:
@@ -125,13 +131,13 @@ class SqliteTransferStore(TransferStore):
                 # The most advanced status stays, whatever order writes arrive in.
                 conn.execute(
                     "UPDATE transfers SET status = ?, failure_reason = ?, updated_at = ?"
-                    f" WHERE request_id = ? AND {_RANK_OF_STATUS} < ?",
+                    f" WHERE request_id = ? AND {_STORED_PRECEDENCE} < ?",
                     (
                         after.status.value,
                         after.failure_reason,
                         after.updated_at.isoformat(),
                         after.request_id,
-                        after.status.rank,
+                        precedence(after.status, after.failure_reason),
                     ),
                 )
                 self._audit(

@@ -28,7 +28,7 @@ class Status(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        """How far along a transfer is; a stored status is never replaced by a lower rank."""
+        """How far along a transfer is: 0, 1, then 2 for either end."""
         return _RANKS[self]
 
 
@@ -133,6 +133,17 @@ class Transfer:
         if target == Status.FAILED and not failure_reason:
             raise ValueError("a failed transfer needs a failure reason")
         return replace(self, status=target, updated_at=now, failure_reason=failure_reason)
+
+
+def precedence(status: Status, failure_reason: str | None) -> int:
+    """Orders what may be stored about a transfer: a write never replaces one of higher precedence.
+
+    Statuses by how far along they are; among failures, a known cause over
+    the bare VOIDED the scanner records when whoever voided died before
+    saying why (two known causes never both happen: the ledger voids once).
+    """
+    known_cause = status == Status.FAILED and failure_reason != FailureReason.VOIDED.value
+    return status.rank * 10 + (1 if known_cause else 0)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Gauge
 
+from app.domain.ids import first_id_at
 from app.domain.transfer import Actor, FailureReason, Status, Transfer
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import FenceOutcome, LedgerState
@@ -45,6 +46,7 @@ class RecoveryService:
         self._last_sent: dict[int, datetime] = {}
         self._lock = threading.Lock()
         self._cursor: int | None = None
+        self._round_until = 0
 
     def scan(self) -> Counter[str]:
         """One pass over a batch of open transfers. Returns what it did, by action.
@@ -55,14 +57,18 @@ class RecoveryService:
         actions: Counter[str] = Counter()
         now = self.transfers.clock()
         store = self.transfers.store
+        # The store's upkeep (closing old windows on Cassandra) moves rows, never
+        # ids, so it may run between any two pages of a round.
+        refiled = store.advance_open_set(now)
+        if refiled:
+            actions["refiled"] += refiled
         if self._cursor is None:
-            # Between rounds over the whole open set: the store's upkeep
-            # (closing old windows on Cassandra) never splits a round.
-            refiled = store.advance_open_set(now)
-            if refiled:
-                actions["refiled"] += refiled
+            # A round ends at the ids that existed when it began: under steady
+            # load new ids must not keep it from ever coming back to old ones.
+            self._round_until = first_id_at(int(now.timestamp() * 1000) + 1)
         page = store.open_transfers(self.policy.batch_size, after=self._cursor)
-        self._cursor = page.next_after
+        next_after = page.next_after
+        self._cursor = next_after if next_after is not None and next_after < self._round_until else None
         open_transfers = page.items
         oldest_pending = 0.0
         for transfer in open_transfers:

@@ -225,3 +225,40 @@ def test_a_day_of_settled_transfers_beyond_the_tombstone_thresholds_does_not_bre
     assert [t.request_id for t in open_now.items] == [opened_first.request_id]
     stack.clock.advance(seconds=31)
     assert stack.recovery.scan()["resent"] == 1
+
+
+def test_a_closing_pass_too_slow_for_its_target_window_leaves_the_windows_open(stack: Harness) -> None:
+    store = stack.store
+    assert isinstance(store, CassandraTransferStore)
+    stack.fund(1)
+    stuck = stack.transfers.submit(stack.command(1, UNIT)).transfer
+    _drop_engine_traffic(stack)
+    position = store.open_set.position()
+    stack.clock.advance(minutes=5)
+
+    def slow_still_open(ids: list[int]) -> list[int]:
+        stack.clock.advance(minutes=2)  # a GC pause, a stalled node: past the target window's deadline
+        return ids
+
+    store.open_set.close_due_windows(slow_still_open)
+    # Its filing may sit in a window another scanner has closed meanwhile:
+    # the window it came from stays open, so the transfer stays visible.
+    home = store.open_set.window_of(stuck.created_at)
+    assert position <= store.open_set.position() <= home
+    assert stuck.request_id in {t.request_id for t in store.open_transfers(1000).items}
+    stack.recovery.scan()  # an ordinary pass closes it, in time
+    assert store.open_set.position() > home
+    assert stuck.request_id in {t.request_id for t in store.open_transfers(1000).items}
+
+
+def test_every_process_files_and_closes_by_the_margin_the_open_set_was_made_with(
+    cassandra: CassandraTransferStore,
+) -> None:
+    configured_otherwise = CassandraTransferStore.from_url(
+        store_url(cassandra.keyspace).replace("?", "?open_margin_seconds=600&shards=3&open_window_seconds=5&")
+    )
+    try:
+        layout = configured_otherwise.open_set.layout()
+        assert (layout.margin_seconds, layout.shards, layout.window_seconds) == (60, 16, 30)
+    finally:
+        configured_otherwise.close()

@@ -6,6 +6,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import pytest
+
 from app.domain.transfer import AuditEntry, Status, Transfer
 from app.ports.store import IdempotencyClaim, StatusChange, TransferStore
 from tests.conftest import make_transfer, random_request_id, random_user_id, record_move
@@ -68,6 +70,19 @@ def test_writes_that_land_out_of_order_keep_the_most_advanced(store: TransferSto
     stored = store.get(transfer.request_id)
     assert stored is not None
     assert (stored.status, stored.failure_reason) == (Status.FAILED, "REJECTED_BY_ENGINE")
+
+
+@pytest.mark.parametrize("generic_first", [True, False])
+def test_a_known_cause_of_failure_outranks_the_bare_voided(store: TransferStore, generic_first: bool) -> None:
+    transfer = make_transfer(random_user_id(), 10)
+    store.record_new(transfer)
+    pending = record_move(store, transfer, Status.PENDING)
+    generic = ("scanner", "VOIDED")
+    known = ("settlement", "REJECTED_BY_ENGINE")
+    for actor, reason in (generic, known) if generic_first else (known, generic):
+        record_move(store, pending, Status.FAILED, actor=actor, failure_reason=reason)
+    stored = store.get(transfer.request_id)
+    assert stored is not None and (stored.status, stored.failure_reason) == (Status.FAILED, "REJECTED_BY_ENGINE")
 
 
 def test_failed_keeps_its_reason(store: TransferStore) -> None:

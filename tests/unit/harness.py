@@ -45,7 +45,8 @@ class Harness:
         self.store = store or SqliteTransferStore(str(tmp_path / "store.db"))
         self.ledger = EmbeddedLedger(str(tmp_path / "ledger.db"))
         self.bus = InProcessServiceBus()
-        ids = SnowflakeGenerator(1)
+        # Ids follow the fake clock, as real ones follow the real one.
+        ids = SnowflakeGenerator(1, clock_ms=lambda: int(self.clock().timestamp() * 1000))
         self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.clock)
         self.accounts = AccountService(self.ledger, catalog, ids)
         self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())

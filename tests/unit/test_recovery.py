@@ -191,3 +191,23 @@ def test_passes_continue_where_the_last_one_stopped(harness: Harness) -> None:
     for _ in range(3):
         small.scan()
     assert all(harness.reload(t).status == Status.PENDING for t in transfers)
+
+
+def test_a_round_ends_even_while_new_transfers_keep_arriving(harness: Harness) -> None:
+    from app.services.recovery import RecoveryPolicy, RecoveryService
+
+    harness.fund(1, "100000")
+    old = [harness.transfers.submit(harness.command(1, UNIT)).transfer for _ in range(5)]
+    deliver_queued(harness.bus)  # the engine lost them all
+    small = RecoveryService(harness.transfers, RecoveryPolicy(batch_size=2))
+    resent: list[int] = []
+    for _ in range(12):
+        # More new open transfers every pass than one page holds.
+        for _ in range(3):
+            harness.transfers.submit(harness.command(1, UNIT))
+        harness.clock.advance(seconds=31)
+        small.scan()
+        deliver_queued(harness.bus, lambda requests: resent.extend(r.request_id for r in requests))
+    # Without an end to each round the cursor would chase the new ids and
+    # never come back to the first ones.
+    assert min(resent.count(t.request_id) for t in old) >= 2
