@@ -147,6 +147,19 @@ class CassandraSession:
             for future in futures:
                 future.result()
 
+    def start_each_as_one(self, groups: Sequence[Sequence[Statement]]) -> Callable[[], None]:
+        """Like run_each_as_one, but returns at once a function that waits for the writes."""
+        with self.guard():
+            session = self.connect()
+            futures = [session.execute_async(self._as_one(group)) for group in groups if group]
+
+        def wait() -> None:
+            with self.guard():
+                for future in futures:
+                    future.result()
+
+        return wait
+
     def _as_one(self, statements: Sequence[Statement]) -> Any:
         if len(statements) == 1:
             cql, params = statements[0]

@@ -262,15 +262,20 @@ class CassandraTransferStore(TransferStore):
             statements.append(self.open_set.removal(after.request_id, home))
         return statements
 
-    def record_statuses(self, changes: Sequence[StatusChange]) -> None:
+    def _status_groups(self, changes: Sequence[StatusChange]) -> list[list[Statement]]:
         # A few transfers' changes (status, audit row, open-set delete) per
         # request, the requests in flight at once. Small groups keep each
         # batch far below Cassandra's batch size warning.
-        groups = [
+        return [
             [statement for change in changes[i : i + _WRITE_CHUNK] for statement in self._status_statements(change)]
             for i in range(0, len(changes), _WRITE_CHUNK)
         ]
-        self.db.run_each_as_one(groups)
+
+    def record_statuses(self, changes: Sequence[StatusChange]) -> None:
+        self.db.run_each_as_one(self._status_groups(changes))
+
+    def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
+        return self.db.start_each_as_one(self._status_groups(changes))
 
     def history(
         self,

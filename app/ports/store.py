@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,6 +77,15 @@ class TransferStore(abc.ABC):
         nothing in the record. Every change joins the audit trail, even one
         that lost a race, so who asked and why is never lost.
         """
+
+    def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
+        """Start `record_statuses` and return a function that waits for it (and raises what it raised).
+
+        Lets a caller overlap the write with other work. Adapters without
+        asynchronous writes record at once.
+        """
+        self.record_statuses(changes)
+        return lambda: None
 
     @abc.abstractmethod
     def history(

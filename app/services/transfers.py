@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -189,11 +190,20 @@ class TransferService:
                     raise_alert("request_id_clash", "critical", request_id=transfer.request_id)
                     raise RuntimeError(f"request id {transfer.request_id} was issued twice")
                 return existing
-            pending = self.record_locked(transfer, Actor.API, "funds locked")
+            # `pending` is written while the request goes to the engine: the
+            # answer waits for both, one after the other would take longer. An
+            # engine result that overtakes the write finds the lock and settles
+            # it all the same; should the scanner send it too, the engine dedupes.
+            pending = transfer.moved_to(Status.PENDING, self.clock())
+            recorded = self.store.start_recording([StatusChange(transfer, pending, Actor.API.value, "funds locked")])
+            try:
+                self.send_to_engine(pending)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    recorded()
+                raise
+            recorded()
             crash_point("after_store_update")
-            # Should the scanner have recorded and sent it too, the engine
-            # dedupes by request id: a second request is harmless.
-            self.send_to_engine(pending)
         except DependencyUnavailable as exc:
             exc.request_id = transfer.request_id
             raise
