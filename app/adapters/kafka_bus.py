@@ -316,6 +316,7 @@ class _KafkaEndpoint:
         timeout = self.config.request_timeout_ms / 1000
         started = time.monotonic()
         deadline = started + timeout
+        producer: KafkaProducer | None = None
         try:
             # Setting up (topics, the producer) may use half the budget: the
             # producer's own metadata wait (max_block_ms) is the other half.
@@ -334,11 +335,27 @@ class _KafkaEndpoint:
             raise
         except Exception as exc:  # KafkaError, timeouts, a closed producer: all "not accepted"
             elapsed = time.monotonic() - started
+            if producer is not None:
+                # After records expired unsent, kafka-python 2.x's idempotent
+                # producer can keep a partition muted for good (seen after a
+                # broker restart): the next publish gets a new producer.
+                self._discard_producer(producer)
             raise DependencyUnavailable(
                 BACKEND,
                 f"publish of {len(records)} to {topic} not acknowledged after {elapsed:.1f}s: "
                 f"{type(exc).__name__}: {exc}",
             ) from exc
+
+    def _discard_producer(self, producer: KafkaProducer) -> None:
+        with self._lock:
+            if self._producer is not producer:
+                return  # another thread replaced it already
+            self._producer = None
+        try:
+            producer.close(timeout=0)
+        except Exception:
+            log.debug("closing a discarded producer failed", exc_info=True)
+        log.warning("Kafka producer discarded after a failed publish; the next publish makes a new one")
 
     def _get_producer(self, deadline: float) -> KafkaProducer:
         with self._lock:

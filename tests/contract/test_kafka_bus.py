@@ -328,3 +328,21 @@ def test_concurrent_publishes_share_produce_requests(kafka_buses: KafkaTestBuses
     assert producer is not None
     assert producer.metrics()["producer-metrics"]["records-per-request-avg"] > 2
     assert elapsed < 10.0
+
+
+def test_a_failed_publish_replaces_the_producer(kafka_buses: KafkaTestBuses) -> None:
+    # kafka-python 2.x's idempotent producer can stay wedged after records
+    # expired unsent (a broker restart): the next publish must not reuse it.
+    bus = kafka_buses.service(partitions=1)
+    bus.publish_request(a_request())
+    wedged = bus._producer
+    assert wedged is not None
+
+    def expire(*_: object, **__: object) -> object:
+        raise kafka.errors.KafkaTimeoutError("Expiring 1 record(s)")
+
+    wedged.send = expire  # type: ignore[method-assign]
+    with pytest.raises(DependencyUnavailable):
+        bus.publish_request(a_request())
+    bus.publish_request(a_request())
+    assert bus._producer is not None and bus._producer is not wedged

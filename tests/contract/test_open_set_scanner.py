@@ -27,7 +27,7 @@ from app.ports.store import IdempotencyClaim
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy
 from tests.conftest import record_move
-from tests.support.cassandra_fixtures import cassandra_hosts, random_keyspace, skip_or_fail, store_url
+from tests.support.cassandra_fixtures import store_in_fresh_keyspace, store_url
 from tests.support.inprocess_bus import deliver_queued
 from tests.unit.harness import FakeClock, Harness
 
@@ -44,16 +44,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def cassandra(clock: FakeClock) -> Iterator[CassandraTransferStore]:
-    if cassandra_hosts() is None:
-        skip_or_fail("Cassandra not configured (CASSANDRA_HOSTS unset): real-store tests skipped")
-    store = CassandraTransferStore.from_url(store_url(random_keyspace("it_open")))
-    store.clock = clock
-    store.create_schema()
-    yield store
-    try:
-        store.session().execute(f"DROP KEYSPACE IF EXISTS {store.keyspace}", timeout=60)
-    finally:
-        store.close()
+    with store_in_fresh_keyspace("it_open", clock) as store:
+        yield store
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
 import pytest
 
@@ -34,18 +36,30 @@ def store_url(keyspace: str) -> str:
     return f"cassandra://{hosts}/{keyspace}?consistency=LOCAL_QUORUM"
 
 
-@pytest.fixture(scope="session")
-def cassandra_keyspace() -> Iterator[str]:
+@contextmanager
+def store_in_fresh_keyspace(
+    prefix: str = "it_test", clock: Callable[[], datetime] | None = None
+) -> Iterator[CassandraTransferStore]:
+    """A store on a keyspace of its own (made with `clock`, if given), dropped afterwards."""
     if cassandra_hosts() is None:
         skip_or_fail("Cassandra not configured (CASSANDRA_HOSTS unset): real-store tests skipped")
-    keyspace = random_keyspace()
-    store = CassandraTransferStore.from_url(store_url(keyspace))
+    store = CassandraTransferStore.from_url(store_url(random_keyspace(prefix)))
+    if clock is not None:
+        store.clock = clock
     store.create_schema()
-    yield keyspace
     try:
-        store.session().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        yield store
     finally:
-        store.close()
+        try:
+            store.session().execute(f"DROP KEYSPACE IF EXISTS {store.keyspace}", timeout=60)
+        finally:
+            store.close()
+
+
+@pytest.fixture(scope="session")
+def cassandra_keyspace() -> Iterator[str]:
+    with store_in_fresh_keyspace() as store:
+        yield store.keyspace
 
 
 @pytest.fixture
