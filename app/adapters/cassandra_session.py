@@ -133,22 +133,14 @@ class CassandraSession:
 
     def run_together(self, statements: Sequence[Statement]) -> None:
         """Independent writes, all in flight at once: one round trip."""
-        with self.guard():
-            session = self.connect()
-            futures = [session.execute_async(self.statement(cql), params) for cql, params in statements]
-            for future in futures:
-                future.result()
+        self.run_each_as_one([[statement] for statement in statements])
 
     def run_each_as_one(self, groups: Sequence[Sequence[Statement]]) -> None:
         """Each group as one request (see run_as_one), all groups in flight at once."""
-        with self.guard():
-            session = self.connect()
-            futures = [session.execute_async(self._as_one(group)) for group in groups if group]
-            for future in futures:
-                future.result()
+        self.start_each_as_one(groups)()
 
     def start_each_as_one(self, groups: Sequence[Sequence[Statement]]) -> Callable[[], None]:
-        """Like run_each_as_one, but returns at once a function that waits for the writes."""
+        """Send each group as one request, all at once; returns a function that waits for them."""
         with self.guard():
             session = self.connect()
             futures = [session.execute_async(self._as_one(group)) for group in groups if group]

@@ -272,7 +272,7 @@ class CassandraTransferStore(TransferStore):
         ]
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
-        self.db.run_each_as_one(self._status_groups(changes))
+        self.start_recording(changes)()
 
     def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
         return self.db.start_each_as_one(self._status_groups(changes))
@@ -339,7 +339,7 @@ class CassandraTransferStore(TransferStore):
             items.append(transfer)
         return OpenPage(items=items, next_after=filed.next_after)
 
-    def advance_open_set(self, now: datetime) -> int:
+    def advance_open_set(self) -> int:
         def still_open(request_ids: list[int]) -> list[int]:
             records = self.get_many(request_ids)
             return [i for i in request_ids if i in records and not records[i].status.is_terminal]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from app.domain.transfer import AuditEntry, Status, Transfer
 
@@ -106,10 +105,11 @@ class TransferStore(abc.ABC):
         `advance_open_set` keeps, so an operator's listing changes nothing.
         """
 
-    def advance_open_set(self, now: datetime) -> int:
+    def advance_open_set(self) -> int:
         """The scanner's housekeeping before a pass; returns how many transfers it re-filed.
 
-        Stores whose open set needs no upkeep (SQLite) do nothing.
+        Time is the store's own clock, the one its writers file by. Stores
+        whose open set needs no upkeep (SQLite) do nothing.
         """
         return 0
 

@@ -59,7 +59,7 @@ class RecoveryService:
         store = self.transfers.store
         # The store's upkeep (closing old windows on Cassandra) moves rows, never
         # ids, so it may run between any two pages of a round.
-        refiled = store.advance_open_set(now)
+        refiled = store.advance_open_set()
         if refiled:
             actions["refiled"] += refiled
         if self._cursor is None:

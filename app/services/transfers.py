@@ -52,6 +52,24 @@ class PermissionDenied(DomainError):
 
 
 @dataclass(frozen=True)
+class _Decision:
+    """Post (`post`) or void a transfer's lock, by `actor`, for `reason` (and, for a void, `failure_reason`)."""
+
+    transfer: Transfer
+    post: bool
+    actor: str
+    reason: str
+    failure_reason: str | None
+
+    @classmethod
+    def of_result(cls, transfer: Transfer, result: EngineResult) -> _Decision:
+        if result.outcome == "confirmed":
+            return cls(transfer, True, Actor.SETTLEMENT.value, "confirmed by the engine", None)
+        reason = f"rejected by the engine: {result.reason or 'no reason'}"
+        return cls(transfer, False, Actor.SETTLEMENT.value, reason, FailureReason.REJECTED_BY_ENGINE.value)
+
+
+@dataclass(frozen=True)
 class SubmitResult:
     transfer: Transfer
     replayed: bool
@@ -259,43 +277,25 @@ class TransferService:
         recorded transfer; the bus then retries the batch one by one.
         """
         records = self.store.get_many([result.request_id for result in results])
-        batch: dict[int, tuple[Transfer, EngineResult]] = {}
-        one_by_one: list[tuple[Transfer, EngineResult]] = []
+        batch: dict[int, _Decision] = {}
+        one_by_one: list[_Decision] = []
         for result in results:
             transfer = records.get(result.request_id)
             if transfer is None:
                 continue
+            decision = _Decision.of_result(transfer, result)
             if transfer.status == Status.PENDING and result.request_id not in batch:
-                batch[result.request_id] = (transfer, result)
+                batch[result.request_id] = decision
             else:
                 # Already terminal (a duplicate), still `requesting`, or twice in this batch.
-                one_by_one.append((transfer, result))
+                one_by_one.append(decision)
         if batch:
-            resolutions = [
-                Resolution(transfer, self.catalog.get(transfer.asset), post=result.outcome == "confirmed")
-                for transfer, result in batch.values()
-            ]
-            outcomes = self.ledger.resolve_many(resolutions)
-            crash_point("after_ledger_resolve")
-            changes: list[StatusChange] = []
-            for (transfer, result), resolution, outcome in zip(batch.values(), resolutions, outcomes, strict=True):
-                actor, reason, failure_reason = self._result_terms(result)
-                changes.extend(self._changes_for(transfer, outcome, resolution.post, actor, reason, failure_reason)[0])
-            crash_point("before_final_store_update")
-            self.store.record_statuses(changes)
-        for transfer, result in one_by_one:
-            actor, reason, failure_reason = self._result_terms(result)
-            self._resolve(transfer, actor, reason, post=result.outcome == "confirmed", failure_reason=failure_reason)
+            self._post_or_void(list(batch.values()))
+        for decision in one_by_one:
+            self._resolve(decision)
         unknown = [result.request_id for result in results if result.request_id not in records]
         if unknown:
             raise PoisonMessage(f"results for unknown requests {unknown}")
-
-    @staticmethod
-    def _result_terms(result: EngineResult) -> tuple[str, str, str | None]:
-        if result.outcome == "confirmed":
-            return Actor.SETTLEMENT.value, "confirmed by the engine", None
-        reason = f"rejected by the engine: {result.reason or 'no reason'}"
-        return Actor.SETTLEMENT.value, reason, FailureReason.REJECTED_BY_ENGINE.value
 
     def apply_result(self, result: EngineResult) -> None:
         self.apply_results([result])
@@ -304,15 +304,14 @@ class TransferService:
 
     def settle(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
         """Post the pending lock and record `success`. Safe to repeat."""
-        return self._resolve(transfer, actor, reason, post=True, failure_reason=None)
+        return self._resolve(_Decision(transfer, True, str(actor), reason, None))
 
     def reject(self, transfer: Transfer, actor: str, reason: str, failure_reason: str) -> Transfer:
         """Void the pending lock, releasing the funds, and record `failed`. Safe to repeat."""
-        return self._resolve(transfer, actor, reason, post=False, failure_reason=failure_reason)
+        return self._resolve(_Decision(transfer, False, str(actor), reason, failure_reason))
 
-    def _resolve(
-        self, transfer: Transfer, actor: str, reason: str, *, post: bool, failure_reason: str | None
-    ) -> Transfer:
+    def _resolve(self, decision: _Decision) -> Transfer:
+        transfer, post, actor = decision.transfer, decision.post, decision.actor
         if transfer.status.is_terminal:
             wanted = Status.SUCCESS if post else Status.FAILED
             if transfer.status != wanted:
@@ -333,38 +332,42 @@ class TransferService:
             # Nothing is sent to the engine before its lock exists. Resolving
             # a lock that is not there would burn the resolution id for good.
             raise PoisonMessage(f"result for request {transfer.request_id}, which was never locked")
-        outcome = self.ledger.resolve_many([Resolution(transfer, asset, post)])[0]
+        return self._post_or_void([decision])[0]
+
+    def _post_or_void(self, decisions: Sequence[_Decision]) -> list[Transfer]:
+        """Post or void the locks in one ledger request, then record what the ledger decided."""
+        outcomes = self.ledger.resolve_many(
+            [Resolution(d.transfer, self.catalog.get(d.transfer.asset), d.post) for d in decisions]
+        )
         crash_point("after_ledger_resolve")
-        changes, final = self._changes_for(transfer, outcome, post, actor, reason, failure_reason)
+        changes: list[StatusChange] = []
+        finals: list[Transfer] = []
+        for decision, outcome in zip(decisions, outcomes, strict=True):
+            decided, final = self._changes_for(decision, outcome)
+            changes.extend(decided)
+            finals.append(final)
         crash_point("before_final_store_update")
         self.store.record_statuses(changes)
-        return final
+        return finals
 
-    def _changes_for(
-        self,
-        transfer: Transfer,
-        outcome: ResolveOutcome,
-        post: bool,
-        actor: str,
-        reason: str,
-        failure_reason: str | None,
-    ) -> tuple[list[StatusChange], Transfer]:
+    def _changes_for(self, decision: _Decision, outcome: ResolveOutcome) -> tuple[list[StatusChange], Transfer]:
         """What to record once the ledger answered a post or a void: its decision, whoever asked."""
+        transfer, post, actor, reason = decision.transfer, decision.post, decision.actor, decision.reason
         if outcome == ResolveOutcome.POSTED:
             if not post:
-                raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=str(actor))
+                raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=actor)
             return self._changes_to(transfer, Status.SUCCESS, actor, reason if post else "already posted in the ledger")
         if outcome == ResolveOutcome.VOIDED:
             if post:
-                raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=str(actor))
+                raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=actor)
             return self._changes_to(
                 transfer,
                 Status.FAILED,
                 actor,
                 reason if not post else "already voided in the ledger",
-                failure_reason or FailureReason.VOIDED_BY_OPERATOR.value,
+                decision.failure_reason or FailureReason.VOIDED_BY_OPERATOR.value,
             )
-        raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=str(actor))
+        raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=actor)
         return [], transfer
 
     def _changes_to(

@@ -295,7 +295,7 @@ def test_a_listing_never_hides_an_open_transfer_from_the_next(store: TransferSto
     for transfer in transfers[:2]:
         record_move(store, transfer, Status.FAILED, failure_reason="NOT_LOCKED")
     store.open_transfers(1)  # an operator's `stuck --limit 1`
-    store.advance_open_set(now())
+    store.advance_open_set()
     assert {t.request_id for t in transfers[2:]} <= set(_all_open(store))
 
 
