@@ -22,3 +22,9 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     from app import ensure_background_workers
 
     ensure_background_workers(worker.wsgi)
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    # With the public development secrets anyone can mint an operator token:
+    # refuse to start on anything but loopback (checked in app/config.py).
+    _settings.check_listen_addresses(server.cfg.bind)

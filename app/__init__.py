@@ -7,6 +7,7 @@ import threading
 from flask import Flask
 from flask_smorest import Api
 
+from app.api.auth import TokenPolicy
 from app.bootstrap import Container, build
 from app.config import Settings
 from app.logging_setup import configure_logging
@@ -18,8 +19,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     configure_logging()
     settings = settings or (container.settings if container else Settings())
     app = Flask(__name__)
+    user_key, operator_key = settings.effective_secrets()
     app.config.update(
-        JWT_SECRET=settings.effective_jwt_secret(),
+        TOKEN_POLICY=TokenPolicy(
+            user_key=user_key,
+            operator_key=operator_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            max_ttl_seconds=settings.jwt_max_ttl_seconds,
+        ),
         API_TITLE=API_TITLE,
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -43,6 +51,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
+
+    if settings.uses_dev_secrets:
+        refuse_requests_beyond_loopback(app, settings)
 
     from app.cli import register_cli
 
@@ -70,3 +81,24 @@ def ensure_background_workers(app: Flask) -> None:
         workers = BackgroundWorkers(services, with_reference_engine=services.settings.embedded_bus)
         workers.start()
         app.extensions["background_workers"] = workers
+
+
+def refuse_requests_beyond_loopback(app: Flask, settings: Settings) -> None:
+    """With the public development secrets, answer only on a loopback listener.
+
+    Anyone can mint an operator token with those secrets. gunicorn refuses
+    such a bind at start (gunicorn.conf.py); this catches any other server
+    (`flask run --host 0.0.0.0`): both gunicorn and werkzeug put the address
+    the listener is bound to in SERVER_NAME.
+    """
+    from flask import request
+
+    from app.api.errors import error_response
+
+    @app.before_request
+    def _loopback_only() -> object:
+        try:
+            settings.check_listen_addresses([request.environ.get("SERVER_NAME", "")])
+        except RuntimeError as exc:
+            return error_response(403, "PERMISSION_DENIED", str(exc))
+        return None

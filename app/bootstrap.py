@@ -171,7 +171,7 @@ def build(
         bus=bus,
         engine_bus=make_engine_bus(settings.bus_url, bus),
         transfers=transfers,
-        accounts=AccountService(ledger, catalog, ids),
+        accounts=AccountService(ledger, catalog, ids, store),
         recovery=RecoveryService(transfers, policy),
         operations=OperatorService(transfers),
         ids=ids,

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 
 from app.adapters.sqlite_util import SqliteDatabase
+from app.domain.transfer import Outcome
 from app.ports.bus import EngineBus, EngineRequest, EngineResult
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,12 @@ class ReferenceEngine:
     def reject(self, request_id: int) -> None:
         self._rejects.add(request_id)
 
-    def _decide(self, request: EngineRequest) -> tuple[str, str | None]:
+    def _decide(self, request: EngineRequest) -> tuple[Outcome, str | None]:
         if request.request_id in self._rejects:
-            return "rejected", "rejected on request"
+            return Outcome.REJECTED, "rejected on request"
         if self.reject_suffix and str(request.amount_units).endswith(self.reject_suffix):
-            return "rejected", "reference engine reject rule"
-        return "confirmed", None
+            return Outcome.REJECTED, "reference engine reject rule"
+        return Outcome.CONFIRMED, None
 
     def handle_batch(self, requests: Sequence[EngineRequest]) -> None:
         # Decided and durable before any answer leaves: a crash after the
@@ -73,7 +74,7 @@ class ReferenceEngine:
                 (request.request_id, outcome, reason),
             )
         else:
-            outcome, reason = row["outcome"], row["reason"]
+            outcome, reason = Outcome(row["outcome"]), row["reason"]
             conn.execute("UPDATE applied SET times_seen = times_seen + 1 WHERE request_id = ?", (request.request_id,))
         return EngineResult(request.request_id, outcome, reason)
 

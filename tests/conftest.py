@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.api.auth import TokenPolicy
 from app.config import PROJECT_ROOT
 from app.domain.assets import AssetCatalog
 from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator
 from app.domain.money import Asset
-from app.domain.transfer import AccountType, Status, Transfer, TransferCommand
+from app.domain.transfer import API, AccountType, AuditActor, FailureReason, Status, Transfer, TransferCommand
 from app.ports.store import StatusChange, TransferStore
 
 pytest_plugins = [
@@ -23,6 +24,14 @@ pytest_plugins = [
 ]
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 32
+TEST_OPERATOR_JWT_SECRET = "test-operator-secret-" + "y" * 32
+TEST_TOKEN_POLICY = TokenPolicy(
+    user_key=TEST_JWT_SECRET,
+    operator_key=TEST_OPERATOR_JWT_SECRET,
+    issuer="internal-transfer",
+    audience="internal-transfer",
+    max_ttl_seconds=86_400,
+)
 
 
 def require_real_backends() -> bool:
@@ -69,9 +78,9 @@ def record_move(
     store: TransferStore,
     transfer: Transfer,
     target: Status,
-    actor: str = "test",
+    actor: AuditActor = API,
     reason: str = "test",
-    failure_reason: str | None = None,
+    failure_reason: FailureReason | None = None,
     now: datetime | None = None,
 ) -> Transfer:
     """Move a transfer as the service would: the state machine first, then the store."""

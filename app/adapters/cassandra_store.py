@@ -22,8 +22,9 @@ from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
 from app.config import PROJECT_ROOT
 from app.domain.cursor import decode_cursor, encode_cursor
+from app.domain.deposit import DepositAudit
 from app.domain.ids import timestamp_ms_of
-from app.domain.transfer import AccountType, AuditEntry, Status, Transfer, precedence
+from app.domain.transfer import API, AccountType, AuditActor, AuditEntry, FailureReason, Status, Transfer, precedence
 from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _from_micros(micros: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
-def status_write_timestamp(request_id: int, status: Status, failure_reason: str | None = None) -> int:
+def status_write_timestamp(request_id: int, status: Status, failure_reason: FailureReason | None = None) -> int:
     """The write timestamp of a status: fixed per transfer, plus the status's precedence (under 1 ms)."""
     return timestamp_ms_of(request_id) * 1000 + precedence(status, failure_reason)
 
@@ -68,11 +69,24 @@ def _row_to_transfer(row: Any) -> Transfer | None:
         to_type=AccountType(row.to_type),
         amount=int(row.amount),
         status=Status(row.status),
-        failure_reason=row.failure_reason,
+        failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
         idempotency_key=row.idempotency_key,
         fingerprint=row.fingerprint or "",
         created_at=_from_micros(row.created_at_us),
         updated_at=_from_micros(row.updated_at_us),
+    )
+
+
+def _row_to_deposit(row: Any) -> DepositAudit:
+    return DepositAudit(
+        deposit_id=row.deposit_id,
+        user_id=row.user_id,
+        asset=row.asset,
+        amount=int(row.amount),
+        operator=row.operator,
+        reason=row.reason,
+        idempotency_key=row.idempotency_key,
+        at=_from_micros(row.at_us),
     )
 
 
@@ -199,7 +213,7 @@ class CassandraTransferStore(TransferStore):
                 transfer.fingerprint,
                 _micros(transfer.created_at),
                 _micros(transfer.updated_at),
-                "api",
+                str(API),
                 transfer.status.value,
                 "accepted",
                 _micros(transfer.created_at),
@@ -240,14 +254,14 @@ class CassandraTransferStore(TransferStore):
             uuid_from_time(after.updated_at.timestamp()),
             after.status.value,
             _micros(after.updated_at),
-            change.actor,
+            str(change.actor),
             change.before.status.value,
             after.status.value,
             change.reason,
         ]
         if after.failure_reason is not None:
             columns.append("failure_reason")
-            values.append(after.failure_reason)
+            values.append(after.failure_reason.value)
         columns.append("at_us")
         values.append(_micros(after.updated_at))
         statements: list[Statement] = [
@@ -358,7 +372,7 @@ class CassandraTransferStore(TransferStore):
             AuditEntry(
                 request_id=row.request_id,
                 at=_from_micros(row.at_us),
-                actor=row.actor,
+                actor=AuditActor.parse(row.actor),
                 from_status=Status(row.from_status) if row.from_status else None,
                 to_status=Status(row.to_status),
                 reason=row.reason,
@@ -375,13 +389,40 @@ class CassandraTransferStore(TransferStore):
             (
                 entry.request_id,
                 uuid_from_time(entry.at.timestamp()),
-                entry.actor,
+                str(entry.actor),
                 entry.from_status.value if entry.from_status else None,
                 entry.to_status.value,
                 entry.reason,
                 _micros(entry.at),
             ),
         )
+
+    # -- deposits ------------------------------------------------------------------------
+
+    def record_deposit(self, audit: DepositAudit) -> DepositAudit:
+        row = self.db.run(
+            "INSERT INTO {ks}.deposits (deposit_id, user_id, asset, amount, operator, reason, idempotency_key, at_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+            (
+                audit.deposit_id,
+                audit.user_id,
+                audit.asset,
+                audit.amount,
+                audit.operator,
+                audit.reason,
+                audit.idempotency_key,
+                _micros(audit.at),
+            ),
+        ).one()
+        return audit if row.applied else _row_to_deposit(row)
+
+    def get_deposit(self, deposit_id: int) -> DepositAudit | None:
+        row = self.db.run(
+            "SELECT deposit_id, user_id, asset, amount, operator, reason, idempotency_key, at_us"
+            " FROM {ks}.deposits WHERE deposit_id = ?",
+            (deposit_id,),
+        ).one()
+        return None if row is None else _row_to_deposit(row)
 
     def ping(self) -> None:
         self.db.run("SELECT release_version FROM system.local")

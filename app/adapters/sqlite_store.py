@@ -8,7 +8,17 @@ from datetime import datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.cursor import decode_cursor, encode_cursor
-from app.domain.transfer import AccountType, AuditEntry, FailureReason, Status, Transfer, precedence
+from app.domain.deposit import DepositAudit
+from app.domain.transfer import (
+    API,
+    AccountType,
+    AuditActor,
+    AuditEntry,
+    FailureReason,
+    Status,
+    Transfer,
+    precedence,
+)
 from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
 
 _SCHEMA = """
@@ -30,6 +40,10 @@ CREATE TABLE IF NOT EXISTS audit_trail (
     actor TEXT NOT NULL, from_status TEXT, to_status TEXT NOT NULL, reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_transfer ON audit_trail (request_id, seq);
+CREATE TABLE IF NOT EXISTS deposits (
+    deposit_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, asset TEXT NOT NULL, amount TEXT NOT NULL,
+    operator TEXT NOT NULL, reason TEXT NOT NULL, idempotency_key TEXT NOT NULL, at TEXT NOT NULL
+);
 """
 
 
@@ -38,7 +52,7 @@ _STORED_PRECEDENCE = (
     "(CASE "
     + " ".join(f"WHEN status = '{s.value}' THEN {precedence(s, None)}" for s in Status if s != Status.FAILED)
     + f" WHEN failure_reason = '{FailureReason.VOIDED.value}'"
-    + f" THEN {precedence(Status.FAILED, FailureReason.VOIDED.value)}"
+    + f" THEN {precedence(Status.FAILED, FailureReason.VOIDED)}"
     + f" ELSE {precedence(Status.FAILED, None)} END)"
 )
 
@@ -52,11 +66,24 @@ def _row_to_transfer(row: sqlite3.Row) -> Transfer:
         to_type=AccountType(row["to_type"]),
         amount=int(row["amount"]),
         status=Status(row["status"]),
-        failure_reason=row["failure_reason"],
+        failure_reason=FailureReason(row["failure_reason"]) if row["failure_reason"] else None,
         idempotency_key=row["idempotency_key"],
         fingerprint=row["fingerprint"],
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _row_to_deposit(row: sqlite3.Row) -> DepositAudit:
+    return DepositAudit(
+        deposit_id=row["deposit_id"],
+        user_id=row["user_id"],
+        asset=row["asset"],
+        amount=int(row["amount"]),
+        operator=row["operator"],
+        reason=row["reason"],
+        idempotency_key=row["idempotency_key"],
+        at=datetime.fromisoformat(row["at"]),
     )
 
 
@@ -94,7 +121,7 @@ class SqliteTransferStore(TransferStore):
                     transfer.to_type.value,
                     str(transfer.amount),
                     transfer.status.value,
-                    transfer.failure_reason,
+                    transfer.failure_reason.value if transfer.failure_reason else None,
                     transfer.idempotency_key,
                     transfer.fingerprint,
                     transfer.created_at.isoformat(),
@@ -102,21 +129,28 @@ class SqliteTransferStore(TransferStore):
                 ),
             ).rowcount
             if inserted:
-                self._audit(conn, transfer.request_id, transfer.created_at, "api", None, transfer.status, "accepted")
+                self._audit(conn, transfer.request_id, transfer.created_at, API, None, transfer.status, "accepted")
 
     def _audit(
         self,
         conn: sqlite3.Connection,
         request_id: int,
         at: datetime,
-        actor: str,
+        actor: AuditActor,
         from_status: Status | None,
         to_status: Status,
         reason: str,
     ) -> None:
         conn.execute(
             "INSERT INTO audit_trail (request_id, at, actor, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?, ?)",
-            (request_id, at.isoformat(), actor, from_status.value if from_status else None, to_status.value, reason),
+            (
+                request_id,
+                at.isoformat(),
+                str(actor),
+                from_status.value if from_status else None,
+                to_status.value,
+                reason,
+            ),
         )
 
     def get(self, request_id: int) -> Transfer | None:
@@ -134,7 +168,7 @@ class SqliteTransferStore(TransferStore):
                     f" WHERE request_id = ? AND {_STORED_PRECEDENCE} < ?",
                     (
                         after.status.value,
-                        after.failure_reason,
+                        after.failure_reason.value if after.failure_reason else None,
                         after.updated_at.isoformat(),
                         after.request_id,
                         precedence(after.status, after.failure_reason),
@@ -194,7 +228,7 @@ class SqliteTransferStore(TransferStore):
             AuditEntry(
                 request_id=row["request_id"],
                 at=datetime.fromisoformat(row["at"]),
-                actor=row["actor"],
+                actor=AuditActor.parse(row["actor"]),
                 from_status=Status(row["from_status"]) if row["from_status"] else None,
                 to_status=Status(row["to_status"]),
                 reason=row["reason"],
@@ -205,6 +239,30 @@ class SqliteTransferStore(TransferStore):
     def append_audit(self, entry: AuditEntry) -> None:
         with self._db.transaction() as conn:
             self._audit(conn, entry.request_id, entry.at, entry.actor, entry.from_status, entry.to_status, entry.reason)
+
+    def record_deposit(self, audit: DepositAudit) -> DepositAudit:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO deposits (deposit_id, user_id, asset, amount, operator, reason,"
+                " idempotency_key, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    audit.deposit_id,
+                    audit.user_id,
+                    audit.asset,
+                    str(audit.amount),
+                    audit.operator,
+                    audit.reason,
+                    audit.idempotency_key,
+                    audit.at.isoformat(),
+                ),
+            )
+            row = conn.execute("SELECT * FROM deposits WHERE deposit_id = ?", (audit.deposit_id,)).fetchone()
+        return _row_to_deposit(row)
+
+    def get_deposit(self, deposit_id: int) -> DepositAudit | None:
+        with self._db.reading() as conn:
+            row = conn.execute("SELECT * FROM deposits WHERE deposit_id = ?", (deposit_id,)).fetchone()
+        return None if row is None else _row_to_deposit(row)
 
     def ping(self) -> None:
         with self._db.reading() as conn:

@@ -37,8 +37,14 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Oper
 @blp.alt_response(403, schema=ApiErrorSchema)
 @operator_only
 def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
+    """Credit funds; the Idempotency-Key is required, and the operator and reason go into the deposit audit."""
     deposit = container().accounts.deposit(
-        body["user_id"], body["asset"], body["amount"], idempotency_key(), current_principal().name
+        body["user_id"],
+        body["asset"],
+        body["amount"],
+        idempotency_key(),
+        current_principal().name,
+        body["reason"],
     )
     return {
         "deposit_id": str(deposit.deposit_id),

@@ -1,4 +1,11 @@
-"""Bearer tokens: HS256 JWTs whose subject is the user id."""
+"""Bearer tokens: HS256 JWTs whose subject is the user id.
+
+Users' and operators' tokens are signed with different keys (JWT_SECRET,
+OPERATOR_JWT_SECRET): a token is verified with the key of the role it
+claims, so a holder of the user key cannot mint an operator token. Every
+token names this service as its issuer and audience, and a token meant to
+live longer than JWT_MAX_TTL_SECONDS is refused even when validly signed.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,12 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import jwt
 from flask import current_app, g, request
 
-from app.domain.errors import DomainError
+from app.domain.errors import DomainError, ValidationFailed
 from app.domain.ids import parse_id
 
 P = ParamSpec("P")
@@ -19,6 +26,10 @@ R = TypeVar("R")
 
 OPERATOR_ROLE = "operator"
 USER_ROLE = "user"
+ROLES = (USER_ROLE, OPERATOR_ROLE)
+ALGORITHM = "HS256"
+# Clocks of the minting and verifying machines may differ this much.
+LEEWAY_SECONDS = 30
 
 
 class Unauthenticated(DomainError):
@@ -43,15 +54,90 @@ class Principal:
         return f"{self.role}:{self.user_id}"
 
 
-def issue_token(secret: str, user_id: int, *, operator: bool = False, ttl_seconds: int = 3600) -> str:
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What a token must satisfy; one per app, from the settings."""
+
+    user_key: str
+    operator_key: str
+    issuer: str
+    audience: str
+    max_ttl_seconds: int
+
+    def key_for(self, role: str) -> str:
+        return self.operator_key if role == OPERATOR_ROLE else self.user_key
+
+
+def check_ttl(ttl_seconds: int, max_ttl_seconds: int) -> None:
+    if ttl_seconds <= 0:
+        raise ValidationFailed("a token's lifetime must be positive", field="ttl")
+    if ttl_seconds > max_ttl_seconds:
+        raise ValidationFailed(f"a token's lifetime is at most {max_ttl_seconds} seconds", field="ttl")
+
+
+def issue_token(policy: TokenPolicy, user_id: int, *, operator: bool = False, ttl_seconds: int = 3600) -> str:
+    """A token for `user_id`, signed with the key of its role."""
+    check_ttl(ttl_seconds, policy.max_ttl_seconds)
+    parse_id(str(user_id))  # a positive 63-bit id, or ValueError
+    role = OPERATOR_ROLE if operator else USER_ROLE
     now = int(time.time())
     claims = {
         "sub": str(user_id),
-        "role": OPERATOR_ROLE if operator else USER_ROLE,
+        "role": role,
+        "iss": policy.issuer,
+        "aud": policy.audience,
         "iat": now,
         "exp": now + ttl_seconds,
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, policy.key_for(role), algorithm=ALGORITHM)
+
+
+def verify_token(policy: TokenPolicy, token: str, now: float | None = None) -> Principal:
+    """The principal a token names; Unauthenticated unless every check holds."""
+    invalid = Unauthenticated("the bearer token is invalid or expired")
+    try:
+        # Unverified only to pick the key: the claim is verified with that key next.
+        role = jwt.decode(token, options={"verify_signature": False}).get("role", USER_ROLE)
+    except jwt.PyJWTError:
+        raise invalid from None
+    if role not in ROLES:
+        raise invalid
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            policy.key_for(role),
+            algorithms=[ALGORITHM],
+            issuer=policy.issuer,
+            audience=policy.audience,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["sub", "exp", "iat", "iss", "aud"]},
+        )
+    except jwt.PyJWTError:
+        raise invalid from None
+    if claims.get("role", USER_ROLE) != role:
+        raise invalid
+    iat, exp = claims["iat"], claims["exp"]
+    if not isinstance(iat, int | float) or not isinstance(exp, int | float):
+        raise invalid
+    moment = time.time() if now is None else now
+    # A stolen long-lived token is a standing key: refuse any meant to last
+    # longer than the maximum, whatever its issue time claims.
+    if exp - iat > policy.max_ttl_seconds or exp - moment > policy.max_ttl_seconds + LEEWAY_SECONDS:
+        raise Unauthenticated("the bearer token lives longer than allowed")
+    subject = claims["sub"]
+    try:
+        user_id = parse_id(subject)
+    except ValueError:
+        raise invalid from None
+    if str(user_id) != subject:
+        # "03001" is not 3001: one user, one spelling.
+        raise invalid
+    return Principal(user_id=user_id, role=role)
+
+
+def token_policy() -> TokenPolicy:
+    policy: TokenPolicy = current_app.config["TOKEN_POLICY"]
+    return policy
 
 
 def _principal_from_request() -> Principal:
@@ -59,17 +145,7 @@ def _principal_from_request() -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("a bearer token is required")
-    try:
-        claims = jwt.decode(
-            token,
-            current_app.config["JWT_SECRET"],
-            algorithms=["HS256"],
-            options={"require": ["sub", "exp"]},
-        )
-        user_id = parse_id(claims["sub"])
-    except (jwt.PyJWTError, ValueError):
-        raise Unauthenticated("the bearer token is invalid or expired") from None
-    return Principal(user_id=user_id, role=str(claims.get("role", USER_ROLE)))
+    return verify_token(token_policy(), token.strip())
 
 
 def authenticated(view: Callable[P, R]) -> Callable[P, R]:

@@ -41,7 +41,7 @@ def report_view(report: TransferReport, catalog: AssetCatalog) -> dict[str, Any]
         "audit": [
             {
                 "at": rfc3339(entry.at),
-                "actor": entry.actor,
+                "actor": str(entry.actor),
                 "from_status": entry.from_status.value if entry.from_status else None,
                 "to_status": entry.to_status.value,
                 "reason": entry.reason,

@@ -93,6 +93,8 @@ class DepositRequestSchema(Schema):
     user_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=2**63 - 1))
     asset = fields.String(required=True)
     amount = fields.Raw(required=True, metadata=_DECIMAL)
+    # Why the money is credited: kept in the deposit audit with the operator.
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
 class DepositSchema(Schema):

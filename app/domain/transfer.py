@@ -60,6 +60,50 @@ class Actor(enum.StrEnum):
     OPERATOR = "operator"
 
 
+class Outcome(enum.StrEnum):
+    """The engine's answer to a request, as the results topic spells it."""
+
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class AuditActor:
+    """Who acted, for the audit trail: one of the service's own actors, or a named operator.
+
+    Stored and shown as its wire form, `api`, `scanner`, ... or `operator:<name>`.
+    """
+
+    kind: Actor
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        # Only operators are people; an operator entry without a name would lose who asked.
+        if (self.kind == Actor.OPERATOR) != bool(self.name):
+            raise ValueError("an operator actor needs a name, and only an operator has one")
+
+    @classmethod
+    def operator(cls, name: str) -> AuditActor:
+        return cls(Actor.OPERATOR, name)
+
+    @classmethod
+    def parse(cls, text: str) -> AuditActor:
+        kind, sep, name = text.partition(":")
+        return cls(Actor(kind), name if sep else "")
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == Actor.OPERATOR
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}" if self.name else self.kind.value
+
+
+API = AuditActor(Actor.API)
+SETTLEMENT = AuditActor(Actor.SETTLEMENT)
+SCANNER = AuditActor(Actor.SCANNER)
+
+
 def check_transition(current: Status, target: Status) -> None:
     if target not in LEGAL_TRANSITIONS[current]:
         raise IllegalTransition(
@@ -102,7 +146,7 @@ class Transfer:
     status: Status
     created_at: datetime
     updated_at: datetime
-    failure_reason: str | None = None
+    failure_reason: FailureReason | None = None
     idempotency_key: str | None = None
     fingerprint: str = field(default="", compare=False)
 
@@ -128,21 +172,41 @@ class Transfer:
             fingerprint=command.fingerprint(),
         )
 
-    def moved_to(self, target: Status, now: datetime, failure_reason: str | None = None) -> Transfer:
+    def moved_to(self, target: Status, now: datetime, failure_reason: FailureReason | None = None) -> Transfer:
         check_transition(self.status, target)
         if target == Status.FAILED and not failure_reason:
             raise ValueError("a failed transfer needs a failure reason")
         return replace(self, status=target, updated_at=now, failure_reason=failure_reason)
 
+    @property
+    def cause_unknown(self) -> bool:
+        """Failed because its lock was voided, by someone who died before saying why."""
+        return self.status == Status.FAILED and self.failure_reason == FailureReason.VOIDED
 
-def precedence(status: Status, failure_reason: str | None) -> int:
+    def explained(self, failure_reason: FailureReason, now: datetime) -> Transfer:
+        """The same failure with its cause filled in, once whoever voided it says why.
+
+        The only change a terminal transfer allows: the scanner records a bare
+        VOIDED when it finds a void nobody recorded, and the engine's rejection
+        or the operator's void that caused it must still be able to say so.
+        """
+        if not self.cause_unknown or failure_reason == FailureReason.VOIDED:
+            raise IllegalTransition(
+                "only a void of unknown cause can be explained",
+                current=self.status.value,
+                target=self.status.value,
+            )
+        return replace(self, updated_at=now, failure_reason=failure_reason)
+
+
+def precedence(status: Status, failure_reason: FailureReason | None) -> int:
     """Orders what may be stored about a transfer: a write never replaces one of higher precedence.
 
     Statuses by how far along they are; among failures, a known cause over
     the bare VOIDED the scanner records when whoever voided died before
     saying why (two known causes never both happen: the ledger voids once).
     """
-    known_cause = status == Status.FAILED and failure_reason != FailureReason.VOIDED.value
+    known_cause = status == Status.FAILED and failure_reason != FailureReason.VOIDED
     return status.rank * 10 + (1 if known_cause else 0)
 
 
@@ -152,7 +216,7 @@ class AuditEntry:
 
     request_id: int
     at: datetime
-    actor: str
+    actor: AuditActor
     from_status: Status | None
     to_status: Status
     reason: str

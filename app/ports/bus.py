@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.ids import parse_id
+from app.domain.transfer import Outcome
 
 SCHEMA_VERSION = 1
 
@@ -51,16 +52,14 @@ class EngineRequest:
 @dataclass(frozen=True)
 class EngineResult:
     request_id: int
-    outcome: str  # "confirmed" | "rejected"
+    outcome: Outcome
     reason: str | None = None
-
-    OUTCOMES = ("confirmed", "rejected")
 
     def to_message(self) -> dict[str, object]:
         return {
             "schema_version": SCHEMA_VERSION,
             "request_id": str(self.request_id),
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "reason": self.reason,
         }
 
@@ -69,14 +68,17 @@ class EngineResult:
         if message.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
         outcome = message.get("outcome")
-        if outcome not in cls.OUTCOMES:
+        if not isinstance(outcome, str) or outcome not in Outcome.__members__.values():
             raise ValueError(f"unknown outcome {outcome!r}")
         reason = message.get("reason")
-        return cls(
-            request_id=parse_id(str(message["request_id"])),
-            outcome=str(outcome),
-            reason=None if reason is None else str(reason),
-        )
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError("reason must be a string or null")
+        # Only the decimal string the contract names: an engine whose JSON goes
+        # through doubles would turn a number into a sibling transfer's id.
+        request_id = message.get("request_id")
+        if not isinstance(request_id, str):
+            raise ValueError(f"request_id must be a decimal string, not {type(request_id).__name__}")
+        return cls(request_id=parse_id(request_id), outcome=Outcome(outcome), reason=reason)
 
 
 # A handler gets a batch of messages (in the order of their partitions,

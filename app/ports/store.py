@@ -6,7 +6,8 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app.domain.transfer import AuditEntry, Status, Transfer
+from app.domain.deposit import DepositAudit
+from app.domain.transfer import AuditActor, AuditEntry, Status, Transfer
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class StatusChange:
 
     before: Transfer
     after: Transfer
-    actor: str
+    actor: AuditActor
     reason: str
 
 
@@ -119,6 +120,16 @@ class TransferStore(abc.ABC):
     @abc.abstractmethod
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an action that changed no status (an operator's re-send, say)."""
+
+    @abc.abstractmethod
+    def record_deposit(self, audit: DepositAudit) -> DepositAudit:
+        """Keep `audit` unless its deposit id is already recorded; return the one stored (the first wins).
+
+        Durable when this returns: the ledger credits only after it.
+        """
+
+    @abc.abstractmethod
+    def get_deposit(self, deposit_id: int) -> DepositAudit | None: ...
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.domain.assets import AssetCatalog
+from app.domain.deposit import DepositAudit, check_idempotency_key, check_reason, deposit_id_for_key
+from app.domain.errors import ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.money import Asset
 from app.domain.transfer import AccountType
 from app.ports.ledger import DepositOutcome, Ledger
-from app.services.transfers import IdempotencyKeyReused
+from app.ports.store import TransferStore
+from app.services.transfers import IdempotencyKeyReused, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +36,70 @@ class Balance:
     locked: int
 
 
-def deposit_id_for_key(user_id: int, key: str) -> int:
-    """A deposit id the same key always maps to, so a retry credits once."""
-    digest = hashlib.sha256(f"deposit:{user_id}:{key}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") >> 1) or 1
-
-
 class AccountService:
-    def __init__(self, ledger: Ledger, catalog: AssetCatalog, ids: IdGenerator) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        catalog: AssetCatalog,
+        ids: IdGenerator,
+        store: TransferStore,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.ids = ids
+        self.store = store
+        self.clock = clock
 
     def deposit(
-        self, user_id: int, asset_symbol: object, amount: object, idempotency_key: str | None, operator: str
+        self,
+        user_id: int,
+        asset_symbol: object,
+        amount: object,
+        idempotency_key: object,
+        operator: str,
+        reason: str,
     ) -> Deposit:
+        """Credit once per key: the audit (who, why) is durable first, then the ledger credits under its id.
+
+        A key is required: without one a retry of a timed-out request would
+        credit twice. A crash between the two writes leaves an audit row
+        without its credit, which a retry under the same key completes.
+        """
+        idempotency_key = check_idempotency_key(idempotency_key)
+        reason = check_reason(reason)
+        if not operator:
+            raise ValidationFailed("the operator is required for every deposit", field="operator")
         asset = self.catalog.get(asset_symbol)
         # The transfer limits bound deposits too, so no credit can overflow an account.
         units = asset.parse(amount)
-        # Without a key, a random id: a Snowflake drawn twice by two processes
-        # would make the second deposit look like a replay of the first.
-        deposit_id = deposit_id_for_key(user_id, idempotency_key) if idempotency_key else secrets.randbits(63) or 1
-        if self.ledger.deposit(deposit_id, user_id, asset, units) == DepositOutcome.CONFLICT:
+        asked = DepositAudit(
+            deposit_id=deposit_id_for_key(user_id, idempotency_key),
+            user_id=user_id,
+            asset=asset.symbol,
+            amount=units,
+            operator=operator,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            at=self.clock(),
+        )
+        kept = self.store.record_deposit(asked)
+        if not kept.same_request(asked):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used for a different deposit", deposit_id=str(kept.deposit_id)
+            )
+        # The ledger transfer's id derives from the audit row's id: the credit names its audit.
+        if self.ledger.deposit(kept.deposit_id, user_id, asset, units) == DepositOutcome.CONFLICT:
             raise IdempotencyKeyReused("this Idempotency-Key was already used for a different deposit")
-        log.info("deposit %s: %s %s to user %s by %s", deposit_id, asset.format(units), asset.symbol, user_id, operator)
-        return Deposit(deposit_id=deposit_id, user_id=user_id, asset=asset, amount=units)
+        log.info(
+            "deposit %s: %s %s to user %s by %s",
+            kept.deposit_id,
+            asset.format(units),
+            asset.symbol,
+            user_id,
+            kept.operator,
+        )
+        return Deposit(deposit_id=kept.deposit_id, user_id=user_id, asset=asset, amount=units)
 
     def balances(self, user_id: int) -> list[Balance]:
         assets = list(self.catalog)

@@ -12,10 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.domain.errors import DomainError
-from app.domain.transfer import Actor, AuditEntry, FailureReason, Status, Transfer
+from app.domain.errors import DomainError, ValidationFailed
+from app.domain.transfer import AuditActor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.ledger import LedgerState
 from app.services.transfers import NotFound, TransferService
+
+# Far beyond any transfer's life, far inside what a datetime can subtract.
+MAX_STUCK_AGE_SECONDS = 10 * 365 * 86_400
+MAX_LIST_LIMIT = 1000
+
+
+def stuck_age(seconds: int) -> timedelta:
+    """`--older-than` / `older_than_seconds` as a timedelta, or INVALID_REQUEST."""
+    if not 0 <= seconds <= MAX_STUCK_AGE_SECONDS:
+        raise ValidationFailed(
+            f"older than must be between 0 and {MAX_STUCK_AGE_SECONDS} seconds", field="older_than_seconds"
+        )
+    return timedelta(seconds=seconds)
 
 
 class NotPending(DomainError):
@@ -44,10 +57,6 @@ class TransferReport:
     @property
     def agrees(self) -> bool:
         return self.ledger_state in AGREEING_STATES[self.transfer.status]
-
-
-def _operator(name: str) -> str:
-    return f"{Actor.OPERATOR.value}:{name}"
 
 
 class OperatorService:
@@ -81,6 +90,10 @@ class OperatorService:
         return found[:limit]
 
     def stuck(self, status: Status | None, older_than: timedelta, limit: int = 1000) -> list[Transfer]:
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValidationFailed(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
+        if not timedelta(0) <= older_than <= timedelta(seconds=MAX_STUCK_AGE_SECONDS):
+            raise ValidationFailed("older than is out of range", field="older_than_seconds")
         cutoff = self.transfers.clock() - older_than
         return self.list_open(limit, lambda t: (status is None or t.status == status) and t.created_at <= cutoff)
 
@@ -95,18 +108,22 @@ class OperatorService:
             return False
         # Racing actors may each have recorded the same change; any operator's entry counts.
         trail = self.transfers.store.audit_trail(transfer.request_id)
-        return any(e.actor.startswith(_operator("")) and e.to_status == wanted for e in trail)
+        return any(e.actor.is_operator and e.to_status == wanted for e in trail)
 
     def void(self, request_id: int, operator: str, reason: str) -> Transfer:
         reason = self._check_reason(reason)
+        who = AuditActor.operator(operator)
         transfer = self._load(request_id)
         if self._already_done_by_operator(transfer, Status.FAILED):
             return transfer
+        if transfer.cause_unknown:
+            # The scanner found the lock voided and recorded it before this
+            # operator's void (a first attempt that stalled or died after the
+            # ledger voided): the void stands, and who asked and why join it.
+            return self.transfers.reject(transfer, who, f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR)
         if transfer.status != Status.PENDING:
             raise NotPending(f"only a pending transfer can be voided; this one is {transfer.status.value}")
-        return self.transfers.reject(
-            transfer, _operator(operator), f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR.value
-        )
+        return self.transfers.reject(transfer, who, f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR)
 
     def force_post(self, request_id: int, operator: str, reason: str) -> Transfer:
         reason = self._check_reason(reason)
@@ -115,7 +132,7 @@ class OperatorService:
             return transfer
         if transfer.status != Status.PENDING:
             raise NotPending(f"only a pending transfer can be posted; this one is {transfer.status.value}")
-        return self.transfers.settle(transfer, _operator(operator), f"force-post: {reason}")
+        return self.transfers.settle(transfer, AuditActor.operator(operator), f"force-post: {reason}")
 
     def resend(self, request_id: int, operator: str, reason: str) -> Transfer:
         reason = self._check_reason(reason)
@@ -128,7 +145,7 @@ class OperatorService:
             AuditEntry(
                 request_id=transfer.request_id,
                 at=self.transfers.clock(),
-                actor=_operator(operator),
+                actor=AuditActor.operator(operator),
                 from_status=transfer.status,
                 to_status=transfer.status,
                 reason=f"re-sent to the engine: {reason}",

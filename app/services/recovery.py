@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Gauge
 
 from app.domain.ids import first_id_at
-from app.domain.transfer import Actor, FailureReason, Status, Transfer
+from app.domain.transfer import SCANNER, FailureReason, Status, Transfer
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import FenceOutcome, LedgerState
 from app.services.alerts import raise_alert
@@ -104,14 +104,14 @@ class RecoveryService:
         if transfer.status == Status.REQUESTING:
             return self._reconcile_requesting(transfer, state, age, now)
         if state == LedgerState.POSTED:
-            service.settle(transfer, Actor.SCANNER, "ledger shows the lock posted")
+            service.settle(transfer, SCANNER, "ledger shows the lock posted")
             return "completed_success"
         if state == LedgerState.VOIDED and now - transfer.updated_at < self.policy.resend_after:
             # Whoever voided it (the engine's rejection, an operator) is likely
             # about to record it with its own reason; give them the chance.
             return "waiting"
         if state == LedgerState.VOIDED:
-            service.reject(transfer, Actor.SCANNER, "ledger shows the lock voided", FailureReason.VOIDED.value)
+            service.reject(transfer, SCANNER, "ledger shows the lock voided", FailureReason.VOIDED)
             return "completed_failed"
         if state in (LedgerState.ABSENT, LedgerState.FENCED):
             raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, ledger=state.value)
@@ -136,9 +136,9 @@ class RecoveryService:
             else:
                 state = LedgerState.FENCED
         if state == LedgerState.FENCED:
-            service.fail_unlocked(transfer, Actor.SCANNER, "no lock found after the grace period; id fenced")
+            service.fail_unlocked(transfer, SCANNER, "no lock found after the grace period; id fenced")
             return "failed_not_locked"
-        pending = service.record_locked(transfer, Actor.SCANNER, "lock found in the ledger")
+        pending = service.record_locked(transfer, SCANNER, "lock found in the ledger")
         if state in (LedgerState.POSTED, LedgerState.VOIDED):
             # Resolved in the ledger while the store still said requesting.
             return self.reconcile(pending, now)

@@ -12,9 +12,13 @@ from app.domain.assets import AssetCatalog
 from app.domain.errors import DomainError, ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.transfer import (
+    API,
+    SETTLEMENT,
     AccountType,
-    Actor,
+    AuditActor,
+    AuditEntry,
     FailureReason,
+    Outcome,
     Status,
     Transfer,
     TransferCommand,
@@ -57,16 +61,16 @@ class _Decision:
 
     transfer: Transfer
     post: bool
-    actor: str
+    actor: AuditActor
     reason: str
-    failure_reason: str | None
+    failure_reason: FailureReason | None
 
     @classmethod
     def of_result(cls, transfer: Transfer, result: EngineResult) -> _Decision:
-        if result.outcome == "confirmed":
-            return cls(transfer, True, Actor.SETTLEMENT.value, "confirmed by the engine", None)
+        if result.outcome == Outcome.CONFIRMED:
+            return cls(transfer, True, SETTLEMENT, "confirmed by the engine", None)
         reason = f"rejected by the engine: {result.reason or 'no reason'}"
-        return cls(transfer, False, Actor.SETTLEMENT.value, reason, FailureReason.REJECTED_BY_ENGINE.value)
+        return cls(transfer, False, SETTLEMENT, reason, FailureReason.REJECTED_BY_ENGINE)
 
 
 @dataclass(frozen=True)
@@ -168,20 +172,25 @@ class TransferService:
         crash_point("after_store_insert")
 
     def _record(
-        self, transfer: Transfer, target: Status, actor: str, reason: str, failure_reason: str | None = None
+        self,
+        transfer: Transfer,
+        target: Status,
+        actor: AuditActor,
+        reason: str,
+        failure_reason: FailureReason | None = None,
     ) -> Transfer:
         """Apply the state machine, then write the change; the store keeps the most advanced status."""
         after = transfer.moved_to(target, self.clock(), failure_reason)
-        self.store.record_statuses([StatusChange(transfer, after, str(actor), reason)])
+        self.store.record_statuses([StatusChange(transfer, after, actor, reason)])
         return after
 
-    def record_locked(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
+    def record_locked(self, transfer: Transfer, actor: AuditActor, reason: str) -> Transfer:
         """The ledger holds the lock: record `pending`."""
         return self._record(transfer, Status.PENDING, actor, reason)
 
-    def fail_unlocked(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
+    def fail_unlocked(self, transfer: Transfer, actor: AuditActor, reason: str) -> Transfer:
         """The ledger says this transfer can never lock (it was fenced): record `failed`."""
-        return self._record(transfer, Status.FAILED, actor, reason, FailureReason.NOT_LOCKED.value)
+        return self._record(transfer, Status.FAILED, actor, reason, FailureReason.NOT_LOCKED)
 
     def _lock_and_send(self, transfer: Transfer) -> Transfer:
         asset = self.catalog.get(transfer.asset)
@@ -192,9 +201,9 @@ class TransferService:
                 self._record(
                     transfer,
                     Status.FAILED,
-                    Actor.API,
+                    API,
                     "lock refused: insufficient balance",
-                    FailureReason.INSUFFICIENT_BALANCE.value,
+                    FailureReason.INSUFFICIENT_BALANCE,
                 )
                 raise InsufficientBalance(
                     "the source account does not hold enough available funds",
@@ -213,7 +222,7 @@ class TransferService:
             # engine result that overtakes the write finds the lock and settles
             # it all the same; should the scanner send it too, the engine dedupes.
             pending = transfer.moved_to(Status.PENDING, self.clock())
-            recorded = self.store.start_recording([StatusChange(transfer, pending, Actor.API.value, "funds locked")])
+            recorded = self.store.start_recording([StatusChange(transfer, pending, API, "funds locked")])
             try:
                 self.send_to_engine(pending)
             except BaseException:
@@ -300,15 +309,15 @@ class TransferService:
     def apply_result(self, result: EngineResult) -> None:
         self.apply_results([result])
 
-    # `actor` is who acts, for the audit trail: an Actor, or "operator:<name>".
+    # `actor` is who acts, for the audit trail.
 
-    def settle(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
+    def settle(self, transfer: Transfer, actor: AuditActor, reason: str) -> Transfer:
         """Post the pending lock and record `success`. Safe to repeat."""
-        return self._resolve(_Decision(transfer, True, str(actor), reason, None))
+        return self._resolve(_Decision(transfer, True, actor, reason, None))
 
-    def reject(self, transfer: Transfer, actor: str, reason: str, failure_reason: str) -> Transfer:
+    def reject(self, transfer: Transfer, actor: AuditActor, reason: str, failure_reason: FailureReason) -> Transfer:
         """Void the pending lock, releasing the funds, and record `failed`. Safe to repeat."""
-        return self._resolve(_Decision(transfer, False, str(actor), reason, failure_reason))
+        return self._resolve(_Decision(transfer, False, actor, reason, failure_reason))
 
     def _resolve(self, decision: _Decision) -> Transfer:
         transfer, post, actor = decision.transfer, decision.post, decision.actor
@@ -323,7 +332,8 @@ class TransferService:
                     asked=wanted.value,
                     actor=str(actor),
                 )
-            return transfer
+                return transfer
+            return self._explain_void(decision)
         asset = self.catalog.get(transfer.asset)
         if transfer.status == Status.REQUESTING and self.ledger.state_of(transfer, asset) in (
             LedgerState.ABSENT,
@@ -333,6 +343,39 @@ class TransferService:
             # a lock that is not there would burn the resolution id for good.
             raise PoisonMessage(f"result for request {transfer.request_id}, which was never locked")
         return self._post_or_void([decision])[0]
+
+    def _explain_void(self, decision: _Decision) -> Transfer:
+        """A void already recorded: if the scanner recorded it without a cause, this decision is the cause.
+
+        The scanner records a bare VOIDED when it finds a void nobody recorded
+        (the engine's rejection or the operator's void stalled or died after
+        the ledger voided). When that rejection or void comes back, its reason
+        and who asked join the record and the audit trail, whoever won the race.
+        """
+        transfer = decision.transfer
+        cause = decision.failure_reason
+        if decision.post or cause is None or cause == FailureReason.VOIDED:
+            return transfer
+        if not transfer.cause_unknown:
+            # Another known cause won (an operator's void and the engine's
+            # rejection of the same transfer): the loser still joins the audit
+            # trail, once however often its message is redelivered.
+            trail = self.store.audit_trail(transfer.request_id)
+            if not any(e.actor == decision.actor and e.reason == decision.reason for e in trail):
+                self.store.append_audit(
+                    AuditEntry(
+                        request_id=transfer.request_id,
+                        at=self.clock(),
+                        actor=decision.actor,
+                        from_status=transfer.status,
+                        to_status=transfer.status,
+                        reason=decision.reason,
+                    )
+                )
+            return transfer
+        explained = transfer.explained(cause, self.clock())
+        self.store.record_statuses([StatusChange(transfer, explained, decision.actor, decision.reason)])
+        return explained
 
     def _post_or_void(self, decisions: Sequence[_Decision]) -> list[Transfer]:
         """Post or void the locks in one ledger request, then record what the ledger decided."""
@@ -355,23 +398,28 @@ class TransferService:
         transfer, post, actor, reason = decision.transfer, decision.post, decision.actor, decision.reason
         if outcome == ResolveOutcome.POSTED:
             if not post:
-                raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=actor)
+                raise_alert("void_lost_to_post", "critical", request_id=transfer.request_id, actor=str(actor))
             return self._changes_to(transfer, Status.SUCCESS, actor, reason if post else "already posted in the ledger")
         if outcome == ResolveOutcome.VOIDED:
             if post:
-                raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=actor)
+                raise_alert("post_lost_to_void", "critical", request_id=transfer.request_id, actor=str(actor))
             return self._changes_to(
                 transfer,
                 Status.FAILED,
                 actor,
                 reason if not post else "already voided in the ledger",
-                decision.failure_reason or FailureReason.VOIDED_BY_OPERATOR.value,
+                decision.failure_reason or FailureReason.VOIDED_BY_OPERATOR,
             )
-        raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=actor)
+        raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, actor=str(actor))
         return [], transfer
 
     def _changes_to(
-        self, transfer: Transfer, target: Status, actor: str, reason: str, failure_reason: str | None = None
+        self,
+        transfer: Transfer,
+        target: Status,
+        actor: AuditActor,
+        reason: str,
+        failure_reason: FailureReason | None = None,
     ) -> tuple[list[StatusChange], Transfer]:
         """The changes that take `transfer` to the terminal `target` the ledger decided, through `pending`."""
         now = self.clock()
@@ -379,8 +427,8 @@ class TransferService:
         current = transfer
         if target == Status.SUCCESS and current.status == Status.REQUESTING:
             pending = current.moved_to(Status.PENDING, now)
-            changes.append(StatusChange(current, pending, str(actor), reason))
+            changes.append(StatusChange(current, pending, actor, reason))
             current = pending
         final = current.moved_to(target, now, failure_reason if target == Status.FAILED else None)
-        changes.append(StatusChange(current, final, str(actor), reason))
+        changes.append(StatusChange(current, final, actor, reason))
         return changes, final

@@ -261,6 +261,7 @@ class ServiceStack:
                 f"&group={prefix}settlement&engine_group={prefix}engine"
             ),
             JWT_SECRET=self.secret,
+            OPERATOR_JWT_SECRET=self.operator_secret,
             PORT=str(self.port),
             WEB_CONCURRENCY="2",
             GUNICORN_THREADS="8",
@@ -273,6 +274,7 @@ class ServiceStack:
 
     def __post_init__(self) -> None:
         self.secret = secrets.token_hex(32)
+        self.operator_secret = secrets.token_hex(32)
         self.processes: dict[str, Process] = {}
 
     def start(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from app.domain.transfer import Status
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_TOKEN_POLICY
 from tests.support.invariants import check_invariants
 from tests.support.load import LoadResult, TransferClient, random_amount
 from tests.support.stack import REJECT_SUFFIX, Stack, devservice
@@ -52,7 +52,7 @@ def _inject(stack: Stack, rng: random.Random, crashes: Counter[str]) -> None:
 
 def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], None]) -> None:
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
-    client = TransferClient(stack.base_url, TEST_JWT_SECRET, retry_for_seconds=600)
+    client = TransferClient(stack.base_url, TEST_TOKEN_POLICY, retry_for_seconds=600)
     users = [950_000 + n for n in range(24)]
     for user in users:
         client.deposit(user, "USDT", "100", key=f"chaos-seed-{user}")

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_TOKEN_POLICY
 from tests.support.invariants import check_invariants
 from tests.support.load import LoadResult, TransferClient
 from tests.support.stack import Stack
@@ -42,7 +42,7 @@ def _check(stack: Stack, user: int, result: LoadResult, expected: str = "success
 @pytest.mark.parametrize("point", WEB_POINTS)
 def test_web_worker_dies_at(stack: Stack, point: str) -> None:
     user = 900_000 + WEB_POINTS.index(point)
-    client = TransferClient(stack.base_url, TEST_JWT_SECRET)
+    client = TransferClient(stack.base_url, TEST_TOKEN_POLICY)
     client.deposit(user, "USDT", "10", key=f"crash-seed-{user}")
     stack.restart("web", CRASH_POINTS=point)
     body = {
@@ -66,7 +66,7 @@ def test_web_worker_dies_at(stack: Stack, point: str) -> None:
 @pytest.mark.parametrize("point", WORKER_POINTS)
 def test_settlement_worker_dies_at(stack: Stack, point: str) -> None:
     user = 910_000 + WORKER_POINTS.index(point)
-    client = TransferClient(stack.base_url, TEST_JWT_SECRET)
+    client = TransferClient(stack.base_url, TEST_TOKEN_POLICY)
     client.deposit(user, "USDT", "10", key=f"crash-seed-{user}")
     stack.restart("worker", CRASH_POINTS=point)
     result = LoadResult()

@@ -172,6 +172,8 @@ def test_malformed_results_are_dead_lettered_and_the_next_one_is_handled(kafka_b
         b"{not json",
         encoded(dict(good.to_message(), schema_version=99)),
         encoded(dict(good.to_message(), outcome="maybe")),
+        # A JSON number: an engine going through doubles could name a sibling transfer.
+        encoded(dict(good.to_message(), request_id=good.request_id)),
     ]
     handled: list[EngineResult] = []
     with consuming(bus.consume_results, handled.extend):
@@ -179,18 +181,19 @@ def test_malformed_results_are_dead_lettered_and_the_next_one_is_handled(kafka_b
         # One key, so one partition: the good message comes strictly after the bad ones.
         kafka_buses.send_raw(bus.topics.results, b"same-key", [*bad, encoded(good.to_message())])
         assert wait_for(lambda: good in handled)
-        letters = kafka_buses.read_all(bus.topics.results_dlq, count=3)
-        assert len(letters) == 3
+        letters = kafka_buses.read_all(bus.topics.results_dlq, count=4)
+        assert len(letters) == 4
         (partition,) = {letter["source_partition"] for letter in letters}
         # All four are committed: a bad message never blocks its partition.
-        assert wait_for(lambda: kafka_buses.committed(kafka_buses.group, bus.topics.results) == {partition: 4})
+        assert wait_for(lambda: kafka_buses.committed(kafka_buses.group, bus.topics.results) == {partition: 5})
     assert handled == [good]
-    assert [letter["source_offset"] for letter in letters] == [0, 1, 2]
+    assert [letter["source_offset"] for letter in letters] == [0, 1, 2, 3]
     assert [letter["payload"] for letter in letters] == [b.decode() for b in bad]
     assert [base64.b64decode(str(letter["payload_base64"])) for letter in letters] == bad
     assert "invalid JSON" in str(letters[0]["error"])
     assert "unsupported schema_version 99" in str(letters[1]["error"])
     assert "unknown outcome 'maybe'" in str(letters[2]["error"])
+    assert "request_id must be a decimal string" in str(letters[3]["error"])
     for letter in letters:
         assert letter["kind"] == "malformed"
         assert letter["attempts"] == 0  # never handed to the handler

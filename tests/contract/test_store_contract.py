@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.domain.transfer import AuditEntry, Status, Transfer
+from app.domain.transfer import API, SCANNER, SETTLEMENT, AuditActor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.store import IdempotencyClaim, StatusChange, TransferStore
 from tests.conftest import make_transfer, random_request_id, random_user_id, record_move
 
@@ -37,7 +37,7 @@ def test_get_many_reads_what_exists(store: TransferStore) -> None:
 def test_recording_again_never_moves_a_status_back(store: TransferStore) -> None:
     transfer = make_transfer(random_user_id(), 10)
     store.record_new(transfer)
-    record_move(store, transfer, Status.PENDING, actor="api", reason="locked")
+    record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
     store.record_new(transfer)  # an idempotent retry of the first step
     stored = store.get(transfer.request_id)
     assert stored is not None and stored.status == Status.PENDING
@@ -50,14 +50,14 @@ def test_get_of_an_unknown_id_is_none(store: TransferStore) -> None:
 def test_a_stale_writer_never_moves_a_status_back(store: TransferStore) -> None:
     transfer = make_transfer(random_user_id(), 10)
     store.record_new(transfer)
-    pending = record_move(store, transfer, Status.PENDING, actor="api", reason="locked")
-    record_move(store, pending, Status.SUCCESS, actor="settlement", reason="posted")
+    pending = record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
+    record_move(store, pending, Status.SUCCESS, actor=SETTLEMENT, reason="posted")
     # A scanner that read the transfer while it was `requesting` writes late.
-    record_move(store, transfer, Status.PENDING, actor="scanner", reason="lock found in the ledger")
+    record_move(store, transfer, Status.PENDING, actor=SCANNER, reason="lock found in the ledger")
     stored = store.get(transfer.request_id)
     assert stored is not None and stored.status == Status.SUCCESS
     # ... and its late write is still on the audit trail.
-    assert ("scanner", Status.PENDING) in [(e.actor, e.to_status) for e in store.audit_trail(transfer.request_id)]
+    assert (SCANNER, Status.PENDING) in [(e.actor, e.to_status) for e in store.audit_trail(transfer.request_id)]
 
 
 def test_writes_that_land_out_of_order_keep_the_most_advanced(store: TransferStore) -> None:
@@ -77,8 +77,8 @@ def test_a_known_cause_of_failure_outranks_the_bare_voided(store: TransferStore,
     transfer = make_transfer(random_user_id(), 10)
     store.record_new(transfer)
     pending = record_move(store, transfer, Status.PENDING)
-    generic = ("scanner", "VOIDED")
-    known = ("settlement", "REJECTED_BY_ENGINE")
+    generic = (SCANNER, FailureReason.VOIDED)
+    known = (SETTLEMENT, FailureReason.REJECTED_BY_ENGINE)
     for actor, reason in (generic, known) if generic_first else (known, generic):
         record_move(store, pending, Status.FAILED, actor=actor, failure_reason=reason)
     stored = store.get(transfer.request_id)
@@ -88,7 +88,9 @@ def test_a_known_cause_of_failure_outranks_the_bare_voided(store: TransferStore,
 def test_failed_keeps_its_reason(store: TransferStore) -> None:
     transfer = make_transfer(random_user_id(), 10)
     store.record_new(transfer)
-    record_move(store, transfer, Status.FAILED, actor="api", reason="no funds", failure_reason="INSUFFICIENT_BALANCE")
+    record_move(
+        store, transfer, Status.FAILED, actor=API, reason="no funds", failure_reason=FailureReason.INSUFFICIENT_BALANCE
+    )
     stored = store.get(transfer.request_id)
     assert stored is not None and stored.failure_reason == "INSUFFICIENT_BALANCE"
 
@@ -96,13 +98,13 @@ def test_failed_keeps_its_reason(store: TransferStore) -> None:
 def test_racing_writers_of_one_change_are_all_audited(store: TransferStore) -> None:
     transfer = make_transfer(random_user_id(), 10)
     store.record_new(transfer)
-    pending = record_move(store, transfer, Status.PENDING, actor="api", reason="locked")
+    pending = record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
     racers = 8
     start = threading.Barrier(racers)
 
     def race(index: int) -> None:
         start.wait()
-        record_move(store, pending, Status.SUCCESS, actor=f"settlement-{index}", reason="posted")
+        record_move(store, pending, Status.SUCCESS, actor=AuditActor.operator(f"racer-{index}"), reason="posted")
 
     with ThreadPoolExecutor(racers) as pool:
         list(pool.map(race, range(racers)))
@@ -113,16 +115,16 @@ def test_racing_writers_of_one_change_are_all_audited(store: TransferStore) -> N
         (None, Status.REQUESTING),
         (Status.REQUESTING, Status.PENDING),
     ]
-    assert sorted(e.actor for e in trail[2:]) == sorted(f"settlement-{i}" for i in range(racers))
+    assert sorted(str(e.actor) for e in trail[2:]) == sorted(f"operator:racer-{i}" for i in range(racers))
     assert all((e.from_status, e.to_status) == (Status.PENDING, Status.SUCCESS) for e in trail[2:])
 
 
 def test_audit_trail_says_who_when_and_why(store: TransferStore) -> None:
     transfer = make_transfer(random_user_id(), 10)
     store.record_new(transfer)
-    record_move(store, transfer, Status.PENDING, actor="scanner", reason="lock found in the ledger")
+    record_move(store, transfer, Status.PENDING, actor=SCANNER, reason="lock found in the ledger")
     trail = store.audit_trail(transfer.request_id)
-    assert trail[-1].actor == "scanner"
+    assert trail[-1].actor == SCANNER
     assert trail[-1].reason == "lock found in the ledger"
     assert trail[-1].at.tzinfo is not None
 
@@ -133,7 +135,7 @@ def test_actions_without_a_status_change_join_the_trail(store: TransferStore) ->
     entry = AuditEntry(
         request_id=transfer.request_id,
         at=now(),
-        actor="operator:7",
+        actor=AuditActor.operator("7"),
         from_status=Status.REQUESTING,
         to_status=Status.REQUESTING,
         reason="re-sent to the engine: ticket 42",
@@ -141,7 +143,7 @@ def test_actions_without_a_status_change_join_the_trail(store: TransferStore) ->
     store.append_audit(entry)
     trail = store.audit_trail(transfer.request_id)
     assert len(trail) == 2
-    assert (trail[-1].actor, trail[-1].reason) == ("operator:7", "re-sent to the engine: ticket 42")
+    assert (str(trail[-1].actor), trail[-1].reason) == ("operator:7", "re-sent to the engine: ticket 42")
 
 
 def test_idempotency_key_is_claimed_once(store: TransferStore) -> None:
@@ -200,7 +202,9 @@ def test_history_filters_by_status_and_asset(store: TransferStore) -> None:
     usdt = _insert_many(store, user_id, 6)
     btc = _insert_many(store, user_id, 3, asset="BTC")
     for transfer in usdt[:2]:
-        record_move(store, transfer, Status.FAILED, actor="api", reason="x", failure_reason="INSUFFICIENT_BALANCE")
+        record_move(
+            store, transfer, Status.FAILED, actor=API, reason="x", failure_reason=FailureReason.INSUFFICIENT_BALANCE
+        )
     failed = store.history(user_id, 100, status=Status.FAILED)
     assert {t.request_id for t in failed.items} == {t.request_id for t in usdt[:2]}
     assert all(t.status == Status.FAILED for t in failed.items)
@@ -263,8 +267,8 @@ def test_open_transfers_lists_requesting_and_pending_only(store: TransferStore) 
     requesting, pending, done = (make_transfer(user_id, n) for n in (1, 2, 3))
     for transfer in (requesting, pending, done):
         store.record_new(transfer)
-    record_move(store, pending, Status.PENDING, actor="api", reason="locked")
-    record_move(store, done, Status.FAILED, actor="api", reason="x", failure_reason="INSUFFICIENT_BALANCE")
+    record_move(store, pending, Status.PENDING, actor=API, reason="locked")
+    record_move(store, done, Status.FAILED, actor=API, reason="x", failure_reason=FailureReason.INSUFFICIENT_BALANCE)
     open_ids = set(_all_open(store))
     assert requesting.request_id in open_ids
     assert pending.request_id in open_ids
@@ -277,7 +281,7 @@ def test_open_transfers_page_with_after_and_survive_settlement(store: TransferSt
     for transfer in transfers:
         store.record_new(transfer)
     for transfer in transfers[:3]:
-        record_move(store, transfer, Status.FAILED, actor="api", reason="x", failure_reason="NOT_LOCKED")
+        record_move(store, transfer, Status.FAILED, actor=API, reason="x", failure_reason=FailureReason.NOT_LOCKED)
     _all_open(store)  # a scan that meets the settled rows
     late = make_transfer(user_id, 99)
     store.record_new(late)
@@ -293,7 +297,7 @@ def test_a_listing_never_hides_an_open_transfer_from_the_next(store: TransferSto
     for transfer in transfers:
         store.record_new(transfer)
     for transfer in transfers[:2]:
-        record_move(store, transfer, Status.FAILED, failure_reason="NOT_LOCKED")
+        record_move(store, transfer, Status.FAILED, failure_reason=FailureReason.NOT_LOCKED)
     store.open_transfers(1)  # an operator's `stuck --limit 1`
     store.advance_open_set()
     assert {t.request_id for t in transfers[2:]} <= set(_all_open(store))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from flask.testing import FlaskClient
 from app import create_app, ensure_background_workers
 from app.api.auth import issue_token
 from app.config import Settings
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, TEST_TOKEN_POLICY
 
 
 @pytest.fixture
@@ -20,6 +21,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
         ledger_url=f"embedded:///{tmp_path}/ledger.db",
         bus_url="inprocess://",
         jwt_secret=TEST_JWT_SECRET,
+        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
         scanner_interval_seconds=0.5,
         engine_reject_suffix="777",
     )
@@ -36,7 +38,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 def bearer(user_id: int, *, operator: bool = False, ttl: int = 3600) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(TEST_JWT_SECRET, user_id, operator=operator, ttl_seconds=ttl)}"}
+    return {"Authorization": f"Bearer {issue_token(TEST_TOKEN_POLICY, user_id, operator=operator, ttl_seconds=ttl)}"}
 
 
 def transfer_body(amount: object = "100.00000000", **overrides: object) -> dict[str, object]:
@@ -52,7 +54,7 @@ def transfer_body(amount: object = "100.00000000", **overrides: object) -> dict[
 def deposit(client: FlaskClient, user_id: int, amount: str = "1000", asset: str = "USDT") -> None:
     response = client.post(
         "/api/v1/admin/deposits",
-        json={"user_id": user_id, "asset": asset, "amount": amount},
-        headers=bearer(1, operator=True),
+        json={"user_id": user_id, "asset": asset, "amount": amount, "reason": "test funds"},
+        headers={**bearer(1, operator=True), "Idempotency-Key": f"fund-{uuid.uuid4().hex}"},
     )
     assert response.status_code == 201, response.json

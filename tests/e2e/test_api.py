@@ -158,7 +158,9 @@ def test_someone_elses_account_is_403(client: FlaskClient) -> None:
 
 def test_admin_routes_need_an_operator(client: FlaskClient) -> None:
     response = client.post(
-        "/api/v1/admin/deposits", json={"user_id": 5, "asset": "USDT", "amount": "1"}, headers=bearer(5)
+        "/api/v1/admin/deposits",
+        json={"user_id": 5, "asset": "USDT", "amount": "1", "reason": "test"},
+        headers={**bearer(5), "Idempotency-Key": "dep-5"},
     )
     assert (response.status_code, error_code(response)) == (403, "PERMISSION_DENIED")
 
@@ -260,7 +262,7 @@ def test_assets_come_from_the_config(client: FlaskClient) -> None:
 
 def test_deposit_is_idempotent_under_a_key(client: FlaskClient) -> None:
     headers = {**bearer(1, operator=True), "Idempotency-Key": "dep-1"}
-    body = {"user_id": 22, "asset": "BTC", "amount": "1.5"}
+    body = {"user_id": 22, "asset": "BTC", "amount": "1.5", "reason": "ticket 9"}
     assert client.post("/api/v1/admin/deposits", json=body, headers=headers).status_code == 201
     assert client.post("/api/v1/admin/deposits", json=body, headers=headers).status_code == 201
     conflict = client.post("/api/v1/admin/deposits", json={**body, "amount": "2"}, headers=headers)

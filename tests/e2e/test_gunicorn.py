@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from app.api.auth import issue_token
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, TEST_TOKEN_POLICY
 from tests.support.processes import ServiceProcess, free_port, gunicorn, service_env, wait_until_ready
 
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -25,14 +26,14 @@ class RunningService:
     process: ServiceProcess
 
     def headers(self, user_id: int, operator: bool = False) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(TEST_JWT_SECRET, user_id, operator=operator)}"}
+        return {"Authorization": f"Bearer {issue_token(TEST_TOKEN_POLICY, user_id, operator=operator)}"}
 
     def deposit(self, user_id: int, amount: str) -> None:
         response = requests.post(
             f"{self.base_url}/api/v1/admin/deposits",
             timeout=10,
-            json={"user_id": user_id, "asset": "USDT", "amount": amount},
-            headers=self.headers(1, operator=True),
+            json={"user_id": user_id, "asset": "USDT", "amount": amount, "reason": "test funds"},
+            headers={**self.headers(1, operator=True), "Idempotency-Key": f"fund-{uuid.uuid4().hex}"},
         )
         assert response.status_code == 201, response.text
 
@@ -67,7 +68,11 @@ class RunningService:
 
 def start_service(tmp_path: Path, **env: str) -> RunningService:
     port = free_port()
-    process = gunicorn(port, service_env(tmp_path, JWT_SECRET=TEST_JWT_SECRET, **env), tmp_path).start()
+    process = gunicorn(
+        port,
+        service_env(tmp_path, JWT_SECRET=TEST_JWT_SECRET, OPERATOR_JWT_SECRET=TEST_OPERATOR_JWT_SECRET, **env),
+        tmp_path,
+    ).start()
     service = RunningService(f"http://127.0.0.1:{port}", process)
     wait_until_ready(service.base_url, process)
     return service

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_TOKEN_POLICY
 from tests.support.cassandra_fixtures import cassandra_hosts, skip_or_fail
 from tests.support.invariants import check_invariants
 from tests.support.load import LoadResult, TransferClient, random_amount
@@ -80,7 +80,7 @@ def assert_settled(
 
 
 def test_a_burst_of_1000_transfers_ends_right(stack: Stack, figures: Callable[[str], None]) -> None:
-    client = TransferClient(stack.base_url, TEST_JWT_SECRET)
+    client = TransferClient(stack.base_url, TEST_TOKEN_POLICY)
     users = [700_000 + n for n in range(20)]
     deposits = fund(client, users, "200")
     started = time.monotonic()
@@ -114,7 +114,7 @@ def _post_until(client: TransferClient, user: int, wanted: int, timeout: float =
 
 @pytest.mark.parametrize("server", ["cassandra", "kafka"])
 def test_an_outage_answers_503_and_loses_nothing(stack: Stack, server: str, figures: Callable[[str], None]) -> None:
-    client = TransferClient(stack.base_url, TEST_JWT_SECRET, retry_for_seconds=300)
+    client = TransferClient(stack.base_url, TEST_TOKEN_POLICY, retry_for_seconds=300)
     users = [800_000 + n for n in range(10)]
     deposits = fund(client, users, "100")
     result = LoadResult()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from app.api.auth import issue_token
+from app.api.auth import TokenPolicy, issue_token
 from tests.support.invariants import Acknowledged
 
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -31,16 +31,16 @@ class LoadResult:
 
 
 class TransferClient:
-    def __init__(self, base_url: str, secret: str, retry_for_seconds: float = 120) -> None:
+    def __init__(self, base_url: str, policy: TokenPolicy, retry_for_seconds: float = 120) -> None:
         self.base_url = base_url
-        self.secret = secret
+        self.policy = policy
         self.retry_for_seconds = retry_for_seconds
         self._tokens: dict[tuple[int, bool], str] = {}
 
     def headers(self, user_id: int, operator: bool = False) -> dict[str, str]:
         token = self._tokens.get((user_id, operator))
         if token is None:
-            token = issue_token(self.secret, user_id, operator=operator, ttl_seconds=6 * 3600)
+            token = issue_token(self.policy, user_id, operator=operator, ttl_seconds=6 * 3600)
             self._tokens[(user_id, operator)] = token
         return {"Authorization": f"Bearer {token}"}
 
@@ -63,7 +63,7 @@ class TransferClient:
 
     def deposit(self, user_id: int, asset: str, amount: str, key: str) -> None:
         headers = {**self.headers(1, operator=True), "Idempotency-Key": key}
-        body = {"user_id": user_id, "asset": asset, "amount": amount}
+        body = {"user_id": user_id, "asset": asset, "amount": amount, "reason": "test funds"}
         response = self._post_until_answered("/api/v1/admin/deposits", body, headers)
         assert response.status_code == 201, response.text
 

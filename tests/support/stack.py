@@ -20,7 +20,7 @@ from pathlib import Path
 from app.adapters.cassandra_store import CassandraTransferStore
 from app.bootstrap import Container, build
 from app.config import PROJECT_ROOT, Settings
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
 from tests.support.cassandra_fixtures import store_url
 from tests.support.processes import ServiceProcess, free_port, gunicorn, wait_until_ready
 from tests.support.tigerbeetle_server import TigerBeetleServer, find_tigerbeetle_binary
@@ -60,6 +60,7 @@ class Stack:
             LEDGER_URL=ledger,
             BUS_URL=f"kafka://{kafka}?topic_prefix={self.topic_prefix}",
             JWT_SECRET=TEST_JWT_SECRET,
+            OPERATOR_JWT_SECRET=TEST_OPERATOR_JWT_SECRET,
             WEB_CONCURRENCY="2",
             SCANNER_INTERVAL_SECONDS="1",
             REQUESTING_GRACE_SECONDS="5",
@@ -111,7 +112,11 @@ class Stack:
     def container(self) -> Container:
         env = self.env()
         settings = Settings(
-            store_url=env["STORE_URL"], ledger_url=env["LEDGER_URL"], bus_url="inprocess://", jwt_secret=TEST_JWT_SECRET
+            store_url=env["STORE_URL"],
+            ledger_url=env["LEDGER_URL"],
+            bus_url="inprocess://",
+            jwt_secret=TEST_JWT_SECRET,
+            operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
         )
         return build(settings)
 

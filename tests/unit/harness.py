@@ -42,13 +42,14 @@ class Harness:
         policy: RecoveryPolicy | None = None,
     ) -> None:
         self.clock = clock or FakeClock()
+        self._funded = 0
         self.store = store or SqliteTransferStore(str(tmp_path / "store.db"))
         self.ledger = EmbeddedLedger(str(tmp_path / "ledger.db"))
         self.bus = InProcessServiceBus()
         # Ids follow the fake clock, as real ones follow the real one.
         ids = SnowflakeGenerator(1, clock_ms=lambda: int(self.clock().timestamp() * 1000))
         self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.clock)
-        self.accounts = AccountService(self.ledger, catalog, ids)
+        self.accounts = AccountService(self.ledger, catalog, ids, self.store, self.clock)
         self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())
         self.engine = ReferenceEngine(self.bus.engine_side())
         self.settlement = SettlementConsumer(self.bus, self.transfers)
@@ -58,7 +59,8 @@ class Harness:
         return deliver_queued(self.bus, self.engine.handle_batch, self.settlement.handle_batch)
 
     def fund(self, user_id: int, amount: str = "1000", asset: str = "USDT") -> None:
-        self.accounts.deposit(user_id, asset, amount, None, "test")
+        self._funded += 1
+        self.accounts.deposit(user_id, asset, amount, f"fund-{self._funded}", "operator:test", "test funds")
 
     def command(self, user_id: int, units: int, from_type: AccountType = AccountType.FUNDING) -> TransferCommand:
         to_type = AccountType.SPOT if from_type == AccountType.FUNDING else AccountType.FUNDING

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain.transfer import Status, Transfer
+from app.domain.transfer import FailureReason, Status, Transfer
 from tests.conftest import record_move
 from tests.support.invariants import Acknowledged, check_invariants
 from tests.unit.harness import Harness
@@ -44,7 +44,7 @@ def test_finds_an_open_transfer_and_its_lock(harness: Harness) -> None:
 def test_finds_store_and_ledger_disagreeing_and_an_orphaned_lock(harness: Harness) -> None:
     harness.fund(1)
     transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
-    record_move(harness.store, transfer, Status.FAILED, reason="corrupt", failure_reason="NOT_LOCKED")
+    record_move(harness.store, transfer, Status.FAILED, reason="corrupt", failure_reason=FailureReason.NOT_LOCKED)
     violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
     assert f"transfer {transfer.request_id}: store says failed, ledger says pending" in violations
     assert any("orphaned lock" in v for v in violations)

@@ -36,7 +36,7 @@ def test_void_releases_funds_once_and_is_audited(harness: Harness, operations: O
     assert again.status == Status.FAILED
     assert harness.balance(1, AccountType.FUNDING) == (1000 * UNIT, 0)
     last = harness.store.audit_trail(request_id)[-1]
-    assert last.actor == "operator:alice" and "ticket 17" in last.reason
+    assert str(last.actor) == "operator:alice" and "ticket 17" in last.reason
 
 
 def test_force_post_completes_a_lost_result(harness: Harness, operations: OperatorService) -> None:
@@ -47,7 +47,7 @@ def test_force_post_completes_a_lost_result(harness: Harness, operations: Operat
     assert harness.balance(1, AccountType.SPOT) == (5 * UNIT, 0)
     report = operations.show(request_id)
     assert report.ledger_state == LedgerState.POSTED and report.agrees
-    assert report.audit[-1].actor == "operator:bob"
+    assert str(report.audit[-1].actor) == "operator:bob"
 
 
 def test_actions_refuse_anything_but_pending(harness: Harness, operations: OperatorService) -> None:
@@ -73,7 +73,8 @@ def test_resend_reaches_the_engine_and_is_audited(harness: Harness, operations: 
     stored = harness.store.get(request_id)
     assert stored is not None and stored.status == Status.SUCCESS
     assert any(
-        e.actor == "operator:carol" and "engine restarted" in e.reason for e in harness.store.audit_trail(request_id)
+        str(e.actor) == "operator:carol" and "engine restarted" in e.reason
+        for e in harness.store.audit_trail(request_id)
     )
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.domain.transfer import AccountType, Actor, Status
+from app.domain.transfer import AccountType, AuditActor, FailureReason, Status
 from app.ports.bus import EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import LedgerState
@@ -184,7 +184,7 @@ def test_a_failed_publish_leaves_the_transfer_pending_for_the_scanner(harness: H
 def test_operator_void_then_engine_confirm_keeps_the_ledger_truth(harness: Harness) -> None:
     harness.fund(1)
     transfer = harness.transfers.submit(harness.command(1, 5 * UNIT)).transfer
-    harness.transfers.reject(transfer, Actor.OPERATOR, "operator void", "VOIDED_BY_OPERATOR")
+    harness.transfers.reject(transfer, AuditActor.operator("alice"), "operator void", FailureReason.VOIDED_BY_OPERATOR)
     harness.pump()  # the engine confirms afterwards
     stored = harness.reload(transfer)
     assert stored.status == Status.FAILED
