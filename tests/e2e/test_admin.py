@@ -55,3 +55,24 @@ def test_cli_force_post_and_reconcile(client: FlaskClient, app: Flask) -> None:
     assert table.exit_code == 0 and "0 mismatch(es)" in table.output and request_id in table.output
     shown = json.loads(runner.invoke(args=["transfers", "show", request_id]).output)
     assert shown["audit"][-1]["actor"] == "operator:dana"
+
+
+def test_a_deposit_needs_a_key_and_a_reason_and_a_keyless_retry_cannot_credit_twice(client: FlaskClient) -> None:
+    body = {"user_id": 41, "asset": "USDT", "amount": "5", "reason": "wire 42"}
+    for _ in range(2):
+        keyless = client.post("/api/v1/admin/deposits", json=body, headers=bearer(1, operator=True))
+        assert (keyless.status_code, keyless.json["error"]["code"]) == (400, "INVALID_REQUEST")
+    no_reason = client.post(
+        "/api/v1/admin/deposits",
+        json={k: v for k, v in body.items() if k != "reason"},
+        headers={**bearer(1, operator=True), "Idempotency-Key": "dep-41"},
+    )
+    assert no_reason.status_code == 400
+    balances = client.get("/api/v1/user/balances", headers=bearer(41)).json["balances"]
+    assert all(b["available"] == "0.00000000" for b in balances if b["asset"] == "USDT") and balances
+    done = client.post(
+        "/api/v1/admin/deposits", json=body, headers={**bearer(7, operator=True), "Idempotency-Key": "dep-41"}
+    )
+    assert done.status_code == 201
+    audit = client.application.extensions["internal_transfer"].store.get_deposit(int(done.json["deposit_id"]))
+    assert (audit.operator, audit.reason) == ("operator:7", "wire 42")

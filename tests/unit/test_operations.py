@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from app.domain.transfer import AccountType, Status
+from app.domain.transfer import SETTLEMENT, AccountType, FailureReason, Outcome, Status
+from app.ports.bus import EngineResult
 from app.ports.ledger import LedgerState
 from app.services.operations import NotPending, OperatorService, ReasonRequired
+from app.services.transfers import InsufficientBalance
 from tests.conftest import record_move
 from tests.support.inprocess_bus import deliver_queued
 from tests.unit.harness import Harness
@@ -95,4 +97,83 @@ def test_reconcile_flags_a_store_that_disagrees_with_the_ledger(harness: Harness
     record_move(harness.store, transfer, Status.SUCCESS, reason="corrupt", now=harness.clock())
     [report] = operations.reconcile(request_id=request_id)
     assert (report.transfer.status, report.ledger_state, report.agrees) == (Status.SUCCESS, LedgerState.VOIDED, False)
-    assert all(r.agrees for r in operations.reconcile(user_id=99))
+
+
+def test_reconcile_by_user_reports_each_of_their_transfers(harness: Harness, operations: OperatorService) -> None:
+    harness.fund(99)
+    pending = harness.transfers.submit(harness.command(99, UNIT)).transfer
+    deliver_queued(harness.bus)  # stays pending
+    settled = harness.transfers.submit(harness.command(99, UNIT)).transfer
+    harness.pump()
+    reports = {r.transfer.request_id: r for r in operations.reconcile(user_id=99)}
+    # Not vacuous: both transfers are there, each beside the ledger state it agrees with.
+    assert set(reports) == {pending.request_id, settled.request_id}
+    assert reports[pending.request_id].ledger_state == LedgerState.PENDING
+    assert reports[settled.request_id].ledger_state == LedgerState.POSTED
+    assert all(r.agrees for r in reports.values())
+    assert operations.reconcile(user_id=98) == []
+
+
+def _voided_by_a_dead_actor(harness: Harness, request_id: int) -> None:
+    """The ledger voided it, its author died before recording, and the scanner recorded a bare VOIDED."""
+    transfer = harness.store.get(request_id)
+    assert transfer is not None
+    harness.ledger.void(transfer, harness.transfers.catalog.get("USDT"))
+    harness.clock.advance(minutes=5)
+    assert harness.recovery.scan()["completed_failed"] == 1
+    stored = harness.store.get(request_id)
+    assert stored is not None and (stored.status, stored.failure_reason) == (Status.FAILED, FailureReason.VOIDED)
+
+
+def test_a_void_retried_after_the_scanner_recorded_it_keeps_who_and_why(
+    harness: Harness, operations: OperatorService
+) -> None:
+    request_id = _pending(harness)
+    # The operator's first void reached the ledger, then its process died.
+    _voided_by_a_dead_actor(harness, request_id)
+    again = operations.void(request_id, "alice", "ticket 17")
+    assert (again.status, again.failure_reason) == (Status.FAILED, FailureReason.VOIDED_BY_OPERATOR)
+    stored = harness.store.get(request_id)
+    assert stored is not None and stored.failure_reason == FailureReason.VOIDED_BY_OPERATOR
+    trail = harness.store.audit_trail(request_id)
+    assert [(str(e.actor), e.reason) for e in trail if e.actor.is_operator] == [("operator:alice", "void: ticket 17")]
+    # Repeating it is idempotent: the same answer, no 409, no second entry.
+    assert operations.void(request_id, "alice", "double click") == stored
+    assert len(harness.store.audit_trail(request_id)) == len(trail)
+    assert harness.balance(1, AccountType.FUNDING) == (1000 * UNIT, 0)
+
+
+def test_an_engine_rejection_arriving_after_the_scanner_keeps_its_reason(
+    harness: Harness, operations: OperatorService
+) -> None:
+    request_id = _pending(harness)
+    _voided_by_a_dead_actor(harness, request_id)  # settlement voided, then died
+    rejection = EngineResult(request_id, Outcome.REJECTED, "no liquidity")
+    harness.transfers.apply_result(rejection)
+    stored = harness.store.get(request_id)
+    assert stored is not None and stored.failure_reason == FailureReason.REJECTED_BY_ENGINE
+    reasons = [e.reason for e in harness.store.audit_trail(request_id) if e.actor == SETTLEMENT]
+    assert reasons == ["rejected by the engine: no liquidity"]
+    harness.transfers.apply_result(rejection)  # redelivered: recorded once
+    assert [e.reason for e in harness.store.audit_trail(request_id) if e.actor == SETTLEMENT] == reasons
+
+
+def test_the_losing_known_cause_still_joins_the_audit(harness: Harness, operations: OperatorService) -> None:
+    request_id = _pending(harness)
+    operations.void(request_id, "alice", "ticket 17")
+    harness.transfers.apply_result(EngineResult(request_id, Outcome.REJECTED, "no liquidity"))
+    harness.transfers.apply_result(EngineResult(request_id, Outcome.REJECTED, "no liquidity"))
+    stored = harness.store.get(request_id)
+    assert stored is not None and stored.failure_reason == FailureReason.VOIDED_BY_OPERATOR
+    trail = [(str(e.actor), e.reason) for e in harness.store.audit_trail(request_id)]
+    assert ("operator:alice", "void: ticket 17") in trail
+    assert trail.count(("settlement", "rejected by the engine: no liquidity")) == 1
+
+
+def test_void_still_refuses_a_transfer_that_never_held_funds(harness: Harness, operations: OperatorService) -> None:
+    harness.fund(1, "1")
+    with pytest.raises(InsufficientBalance):
+        harness.transfers.submit(harness.command(1, 5 * UNIT))
+    [failed] = harness.store.history(1, 10).items
+    with pytest.raises(NotPending):
+        operations.void(failed.request_id, "alice", "why not")

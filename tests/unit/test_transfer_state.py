@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.domain.errors import IllegalTransition, ValidationFailed
-from app.domain.transfer import AccountType, Status, Transfer, TransferCommand, check_transition
+from app.domain.transfer import AccountType, FailureReason, Status, Transfer, TransferCommand, check_transition
 
 FORWARD = {
     (Status.REQUESTING, Status.PENDING),
@@ -45,7 +45,7 @@ def test_a_failed_transfer_needs_a_reason() -> None:
     transfer = Transfer.new(1, _command(), datetime.now(UTC))
     with pytest.raises(ValueError, match="reason"):
         transfer.moved_to(Status.FAILED, datetime.now(UTC))
-    failed = transfer.moved_to(Status.FAILED, datetime.now(UTC), "INSUFFICIENT_BALANCE")
+    failed = transfer.moved_to(Status.FAILED, datetime.now(UTC), FailureReason.INSUFFICIENT_BALANCE)
     assert failed.status == Status.FAILED and failed.failure_reason == "INSUFFICIENT_BALANCE"
 
 
