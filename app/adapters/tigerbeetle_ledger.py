@@ -172,7 +172,12 @@ class TigerBeetleLedger(Ledger):
         self._cluster_id = cluster_id
         self._timeout = timeout_seconds
         self._workers = workers
+        # Guards the fields below; held only for a few assignments, never across
+        # I/O, so no caller ever waits on it for longer than that.
         self._lock = threading.Lock()
+        # One client built at a time (DNS, then the client): taken only on the
+        # pool's threads, whose callers wait with their deadline.
+        self._connect_lock = threading.Lock()
         # Made lazily, so a process forked after construction (gunicorn) gets its own.
         self._pid: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -209,18 +214,36 @@ class TigerBeetleLedger(Ledger):
                 # A fresh process (or a fork): what the parent made is not ours to use or close.
                 self._pid = os.getpid()
                 self._connection = None
+                # A fork may have copied the lock held by a parent's thread that is not here.
+                self._connect_lock = threading.Lock()
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="tigerbeetle")
             assert self._executor is not None
             return self._executor
 
-    def _current_connection(self) -> _Connection:
+    def _existing_connection(self) -> _Connection | None:
         with self._lock:
             if self._closed:
                 raise tb.ClientClosedError()
-            if self._connection is None:
-                addresses = ",".join(_resolve(host, port) for host, port in self._addresses)
-                self._connection = _Connection(tb.ClientSync(cluster_id=self._cluster_id, replica_addresses=addresses))
             return self._connection
+
+    def _current_connection(self) -> _Connection:
+        """The shared client, made if there is none. Runs on the pool: a slow DNS holds no caller past its deadline."""
+        connection = self._existing_connection()
+        if connection is not None:
+            return connection
+        with self._connect_lock:
+            connection = self._existing_connection()
+            if connection is not None:
+                return connection  # made while this thread waited
+            # Slow parts (a stalled resolver, the client's start) outside `_lock`.
+            addresses = ",".join(_resolve(host, port) for host, port in self._addresses)
+            connection = _Connection(tb.ClientSync(cluster_id=self._cluster_id, replica_addresses=addresses))
+            with self._lock:
+                if not self._closed:
+                    self._connection = connection
+                    return connection
+            connection.close()
+            raise tb.ClientClosedError()
 
     def _discard(self, connection: _Connection) -> None:
         """Close this client (releasing every call blocked on it); the next call makes a new one."""
