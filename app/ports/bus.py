@@ -13,6 +13,21 @@ from app.domain.transfer import Outcome
 SCHEMA_VERSION = 1
 
 
+def _id_field(message: dict[str, object], name: str) -> int:
+    """An id only as the canonical decimal string the contract names.
+
+    A JSON number is refused: an engine whose JSON library goes through
+    doubles would turn it into a neighbouring id, and settle a sibling transfer.
+    """
+    value = message.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a decimal string, not {type(value).__name__}")
+    parsed = parse_id(value)
+    if str(parsed) != value:
+        raise ValueError(f"{name} must be a decimal string without leading zeros")
+    return parsed
+
+
 @dataclass(frozen=True)
 class EngineRequest:
     """What the engine is asked to apply. Amount is a string of minor units."""
@@ -40,8 +55,8 @@ class EngineRequest:
         if message.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
         return cls(
-            request_id=parse_id(str(message["request_id"])),
-            user_id=parse_id(str(message["user_id"])),
+            request_id=_id_field(message, "request_id"),
+            user_id=_id_field(message, "user_id"),
             asset=str(message["asset"]),
             from_account_type=str(message["from_account_type"]),
             to_account_type=str(message["to_account_type"]),
@@ -73,12 +88,7 @@ class EngineResult:
         reason = message.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise ValueError("reason must be a string or null")
-        # Only the decimal string the contract names: an engine whose JSON goes
-        # through doubles would turn a number into a sibling transfer's id.
-        request_id = message.get("request_id")
-        if not isinstance(request_id, str):
-            raise ValueError(f"request_id must be a decimal string, not {type(request_id).__name__}")
-        return cls(request_id=parse_id(request_id), outcome=Outcome(outcome), reason=reason)
+        return cls(request_id=_id_field(message, "request_id"), outcome=Outcome(outcome), reason=reason)
 
 
 # A handler gets a batch of messages (in the order of their partitions,
