@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench services-up services-down
+.PHONY: run test lint unit bench services-up services-down
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The fast loop: unit tests and the contract suites on the embedded adapters
+# (SQLite, the embedded ledger, the in-process bus), no servers; seconds.
+unit: $(STAMP)
+	REQUIRE_REAL_BACKENDS= $(BIN)/pytest -q tests/unit tests/contract \
+		-m "not real_backends and not slow and not tigerbeetle" -k "not cassandra and not kafka and not tigerbeetle"
 
 test: lint
 	scripts/test-with-services $(BIN)/pytest $(PYTEST_ARGS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from flask import Flask
+from flask import Flask, Response
 from flask_smorest import Api
 
 from app.api.auth import TokenPolicy
@@ -96,7 +96,7 @@ def refuse_requests_beyond_loopback(app: Flask, settings: Settings) -> None:
     from app.api.errors import error_response
 
     @app.before_request
-    def _loopback_only() -> object:
+    def _loopback_only() -> Response | None:
         try:
             settings.check_listen_addresses([request.environ.get("SERVER_NAME", "")])
         except RuntimeError as exc:

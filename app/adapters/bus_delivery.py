@@ -60,7 +60,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        return min(self.maximum, self.base * 2 ** min(self.failures - 1, 16))
+        return min(self.maximum, self.base * 2.0 ** min(self.failures - 1, 16))
 
     def reset(self) -> None:
         self.failures = 0

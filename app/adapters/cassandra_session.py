@@ -32,7 +32,7 @@ Statement = tuple[str, tuple[Any, ...]]
 @functools.lru_cache(maxsize=256)
 def _row_type(columns: tuple[str, ...]) -> Any:
     # The driver's own column cleaning ("[applied]" becomes "applied"), so rows read the same.
-    return collections.namedtuple("Row", [_clean_column_name(c) for c in columns], rename=True)  # type: ignore[misc]
+    return collections.namedtuple("Row", [_clean_column_name(c) for c in columns], rename=True)
 
 
 def cached_named_tuple_factory(colnames: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:

@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 
 class _Encodable(Protocol):
-    request_id: int
+    # Read-only, as on the frozen message dataclasses.
+    @property
+    def request_id(self) -> int: ...
 
     def to_message(self) -> dict[str, object]: ...
 
@@ -92,7 +94,9 @@ class InProcessLink:
         self.dead_letters: list[dict[str, object]] = []
         self._dead_letters_lock = threading.Lock()
 
-    def dead_letter(self, topic: str, offset: int, message: _Encodable, kind: str, error: str, attempts: int) -> bool:
+    def dead_letter(
+        self, topic: str, offset: int, message: _Encodable | None, kind: str, error: str, attempts: int
+    ) -> bool:
         letter: dict[str, object] = {
             "schema_version": DLQ_SCHEMA_VERSION,
             "kind": kind,
@@ -101,7 +105,8 @@ class InProcessLink:
             "source_topic": topic,
             "source_partition": _PARTITION,
             "source_offset": offset,
-            "payload": json.dumps(message.to_message(), sort_keys=True),
+            # In-process messages are objects, never undecodable bytes: None cannot happen here.
+            "payload": None if message is None else json.dumps(message.to_message(), sort_keys=True),
             "dead_lettered_at": datetime.now(UTC).isoformat(),
         }
         with self._dead_letters_lock:

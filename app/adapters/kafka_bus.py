@@ -224,7 +224,7 @@ class _Stream(Generic[Message]):
     decode: Callable[[dict[str, object]], Message]
 
 
-class _AssignmentTracker(ConsumerRebalanceListener):
+class _AssignmentTracker(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python ships no types
     """Keeps the bus's view of which partitions its consumers own."""
 
     def __init__(self, owner: _KafkaEndpoint, key: str) -> None:
@@ -322,7 +322,7 @@ class _KafkaEndpoint:
             # producer's own metadata wait (max_block_ms) is the other half.
             self._ensure_topics(started + timeout / 2)
             producer = self._get_producer(started + timeout / 2)
-            futures = []
+            futures: list[Any] = []  # kafka-python's FutureRecordMetadata, untyped
             for key, value in records:
                 if time.monotonic() > deadline:  # send() itself may block (metadata, a full buffer)
                     raise TimeoutError(f"{len(futures)} of {len(records)} records sent")
@@ -348,9 +348,11 @@ class _KafkaEndpoint:
 
     def _discard_producer(self, producer: KafkaProducer) -> None:
         with self._lock:
-            if self._producer is not producer:
-                return  # another thread replaced it already
-            self._producer = None
+            replaced = self._producer is not producer
+            if not replaced:
+                self._producer = None
+        if replaced:
+            return  # another thread replaced it already
         try:
             producer.close(timeout=0)
         except Exception:

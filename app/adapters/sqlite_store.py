@@ -192,7 +192,8 @@ class SqliteTransferStore(TransferStore):
         status: Status | None = None,
         asset: str | None = None,
     ) -> HistoryPage:
-        clauses, params = ["user_id = ?"], [user_id]
+        clauses: list[str] = ["user_id = ?"]
+        params: list[object] = [user_id]
         if cursor is not None:
             clauses.append("request_id < ?")
             params.append(decode_cursor(cursor))

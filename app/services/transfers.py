@@ -94,7 +94,7 @@ def build_command(
     account_types = []
     for side in (from_account, to_account):
         try:
-            account_types.append(AccountType(side.get("account_type")))
+            account_types.append(AccountType(str(side.get("account_type"))))
         except ValueError:
             raise ValidationFailed("account_type must be 'funding' or 'spot'", code="INVALID_ACCOUNT_TYPE") from None
     asset = catalog.get(from_account.get("asset"))

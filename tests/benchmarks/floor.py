@@ -18,6 +18,7 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,11 +304,15 @@ class Floor:
         if self._engine is not None:
             self._engine.stop.set()
             self._engine.join(10)
-        for closer in (
-            lambda: self._results and self._results.close(autocommit=False),
-            lambda: self._producer and self._producer.close(timeout=5),
-            lambda: self._ledger and self._ledger.close(),
-        ):
+        closers: list[Callable[[], object]] = []
+        results, producer, ledger = self._results, self._producer, self._ledger
+        if results:
+            closers.append(lambda: results.close(autocommit=False))
+        if producer:
+            closers.append(lambda: producer.close(timeout=5))
+        if ledger:
+            closers.append(ledger.close)
+        for closer in closers:
             with contextlib.suppress(Exception):
                 closer()
         if drop:

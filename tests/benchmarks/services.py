@@ -91,8 +91,8 @@ class DevServices:
         port = int(self.env.get("CASSANDRA_PORT", "9042")) if server == "cassandra" else _DEFAULT_PORTS[server]
         if server == "kafka":
             port = int(self.env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")[0].rsplit(":", 1)[1])
-        pid = listening_pid(port)
-        return pid, f"listener on port {port}" if pid else "not found"
+        listener = listening_pid(port)
+        return listener, f"listener on port {port}" if listener else "not found"
 
 
 def procfile_commands(service_dir: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jwt
 import pytest
@@ -73,7 +74,7 @@ def test_listen_inodes_match_state_and_port() -> None:
     assert parse_listen_inodes(text, 9042) == {555}
 
 
-def test_procfile_and_loopback(tmp_path) -> None:
+def test_procfile_and_loopback(tmp_path: Path) -> None:
     (tmp_path / "Procfile").write_text("web: gunicorn --bind 0.0.0.0:$PORT wsgi:app\nworker: python -m w\n")
     commands = procfile_commands(tmp_path)
     assert commands["worker"] == "python -m w"

@@ -9,6 +9,7 @@ the invariants must hold.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -45,7 +46,7 @@ def test_web_worker_dies_at(stack: Stack, point: str) -> None:
     client = TransferClient(stack.base_url, TEST_TOKEN_POLICY)
     client.deposit(user, "USDT", "10", key=f"crash-seed-{user}")
     stack.restart("web", CRASH_POINTS=point)
-    body = {
+    body: dict[str, Any] = {
         "from_account": {"account_type": "funding", "asset": "USDT"},
         "to_account": {"account_type": "spot", "asset": "USDT"},
         "amount": "1",

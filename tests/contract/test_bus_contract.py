@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 
+from app.domain.transfer import Outcome
 from app.ports.bus import EngineRequest, EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
 from tests.conftest import random_request_id, random_user_id
@@ -64,7 +65,7 @@ def a_request(amount: int = 2**70, user_id: int | None = None) -> EngineRequest:
 
 
 def a_result() -> EngineResult:
-    return EngineResult(random_request_id(), "confirmed")
+    return EngineResult(random_request_id(), Outcome.CONFIRMED)
 
 
 class Recorder:
@@ -110,7 +111,7 @@ def test_requests_reach_the_engine_side_intact(buses: BusKit) -> None:
 
 def test_results_reach_settlement_intact(buses: BusKit) -> None:
     service, engine = buses.service(), buses.engine()
-    sent = [a_result(), EngineResult(random_request_id(), "rejected", "limits")]
+    sent = [a_result(), EngineResult(random_request_id(), Outcome.REJECTED, "limits")]
     received = Recorder()
     with consuming(service.consume_results, received):
         engine.publish_results(sent)

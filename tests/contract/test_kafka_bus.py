@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import kafka
@@ -80,10 +80,11 @@ def test_publishing_to_an_unreachable_broker_fails_within_the_timeout(create_top
     url = f"kafka://{UNREACHABLE}?request_timeout_ms=3000&create_topics={create_topics}"
     bus, engine = KafkaServiceBus.from_url(url), KafkaEngineBus.from_url(url)
     try:
-        for publish in (
+        publishers: tuple[Callable[[], None], ...] = (
             lambda: bus.publish_request(a_request()),
             lambda: engine.publish_results([a_result() for _ in range(50)]),
-        ):
+        )
+        for publish in publishers:
             started = time.monotonic()
             with pytest.raises(DependencyUnavailable) as raised:
                 publish()
@@ -142,7 +143,7 @@ def test_a_produce_request_failing_in_the_client_completes_its_batch() -> None:
         _sender = Sender()
 
     producer = Producer()
-    _fix_failed_produce(producer)  # type: ignore[arg-type]
+    _fix_failed_produce(producer)
     producer._sender._failed_produce(["batch"], 1, RequestTimedOutError("Request timed out after 10000.0 ms"))
     ((batch, response),) = completed
     exception = response.error(response.error_message)  # type: ignore[attr-defined] # as Sender._fail_batch does
@@ -344,7 +345,7 @@ def test_a_failed_publish_replaces_the_producer(kafka_buses: KafkaTestBuses) -> 
     def expire(*_: object, **__: object) -> object:
         raise kafka.errors.KafkaTimeoutError("Expiring 1 record(s)")
 
-    wedged.send = expire  # type: ignore[method-assign]
+    wedged.send = expire
     with pytest.raises(DependencyUnavailable):
         bus.publish_request(a_request())
     bus.publish_request(a_request())

@@ -21,7 +21,7 @@ import pytest
 from app.adapters.cassandra_store import CassandraTransferStore
 from app.domain.assets import AssetCatalog
 from app.domain.ids import SnowflakeGenerator
-from app.domain.transfer import Actor, Status, Transfer
+from app.domain.transfer import API, Status, Transfer
 from app.ports.ledger import LockOutcome
 from app.ports.store import IdempotencyClaim
 from app.services.operations import OperatorService
@@ -68,7 +68,7 @@ def _pending(stack: Harness, request_id: int, user_id: int, units: int) -> Trans
     transfer = Transfer.new(request_id, stack.command(user_id, units), stack.clock())
     stack.store.record_new(transfer)
     assert stack.ledger.lock(transfer, stack.transfers.catalog.get("USDT")) == LockOutcome.LOCKED
-    return stack.transfers.record_locked(transfer, Actor.API, "funds locked")
+    return stack.transfers.record_locked(transfer, API, "funds locked")
 
 
 def _statuses(stack: Harness, transfers: list[Transfer]) -> dict[Status, int]:

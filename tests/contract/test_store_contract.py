@@ -67,8 +67,8 @@ def test_writes_that_land_out_of_order_keep_the_most_advanced(store: TransferSto
     store.record_new(transfer)
     pending = transfer.moved_to(Status.PENDING, now())
     failed = pending.moved_to(Status.FAILED, now(), FailureReason.REJECTED_BY_ENGINE)
-    store.record_statuses([StatusChange(pending, failed, "settlement", "rejected")])
-    store.record_statuses([StatusChange(transfer, pending, "api", "locked")])
+    store.record_statuses([StatusChange(pending, failed, SETTLEMENT, "rejected")])
+    store.record_statuses([StatusChange(transfer, pending, API, "locked")])
     stored = store.get(transfer.request_id)
     assert stored is not None
     assert (stored.status, stored.failure_reason) == (Status.FAILED, "REJECTED_BY_ENGINE")

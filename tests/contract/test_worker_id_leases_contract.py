@@ -47,7 +47,7 @@ def new_leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facto
         def make() -> WorkerIdLeases:
             return CassandraWorkerIdLeases(store)
 
-        made.append(store)  # type: ignore[arg-type]
+        made.append(store)
     yield make
     for item in made:
         item.close()

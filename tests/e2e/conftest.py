@@ -3,10 +3,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from app import create_app, ensure_background_workers
 from app.api.auth import issue_token
@@ -58,3 +60,10 @@ def deposit(client: FlaskClient, user_id: int, amount: str = "1000", asset: str 
         headers={**bearer(1, operator=True), "Idempotency-Key": f"fund-{uuid.uuid4().hex}"},
     )
     assert response.status_code == 201, response.json
+
+
+def json_of(response: TestResponse) -> Any:
+    """The response's JSON body; fails the test if there is none."""
+    body = response.get_json(silent=True)
+    assert body is not None, response.data[:200]
+    return body

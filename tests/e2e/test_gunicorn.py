@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -41,7 +42,7 @@ class RunningService:
         headers = self.headers(user_id)
         if key:
             headers["Idempotency-Key"] = key
-        body = {
+        body: dict[str, Any] = {
             "from_account": {"account_type": "funding", "asset": "USDT"},
             "to_account": {"account_type": "spot", "asset": "USDT"},
             "amount": amount,
@@ -51,7 +52,8 @@ class RunningService:
     def status_of(self, user_id: int, request_id: str) -> dict[str, object]:
         response = requests.get(f"{self.base_url}{TRANSFERS}/{request_id}", headers=self.headers(user_id), timeout=10)
         assert response.status_code == 200, response.text
-        return response.json()
+        found: dict[str, object] = response.json()
+        return found
 
     def wait_terminal(self, user_id: int, request_id: str, timeout: float = 15) -> dict[str, object]:
         deadline = time.monotonic() + timeout

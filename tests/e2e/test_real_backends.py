@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -97,7 +98,7 @@ def test_a_burst_of_1000_transfers_ends_right(stack: Stack, figures: Callable[[s
 
 
 def _post_until(client: TransferClient, user: int, wanted: int, timeout: float = 60) -> requests.Response:
-    body = {
+    body: dict[str, Any] = {
         "from_account": {"account_type": "funding", "asset": "USDT"},
         "to_account": {"account_type": "spot", "asset": "USDT"},
         "amount": "0.01",

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
@@ -44,7 +45,7 @@ class TransferClient:
             self._tokens[(user_id, operator)] = token
         return {"Authorization": f"Bearer {token}"}
 
-    def _post_until_answered(self, path: str, body: dict[str, object], headers: dict[str, str]) -> requests.Response:
+    def _post_until_answered(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> requests.Response:
         deadline = time.monotonic() + self.retry_for_seconds
         delay = 0.2
         while True:

@@ -54,21 +54,20 @@ def test_a_key_reused_for_another_deposit_is_refused(harness: Harness) -> None:
     assert harness.balance(5, AccountType.FUNDING) == (10 * UNIT, 0)
 
 
-def test_the_audit_is_written_before_the_credit(harness: Harness) -> None:
+def test_the_audit_is_written_before_the_credit(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     class LedgerDown(Exception):
         pass
 
     def down(*_: object) -> object:
         raise LedgerDown
 
-    real = harness.ledger.deposit
-    harness.ledger.deposit = down  # type: ignore[method-assign]
+    monkeypatch.setattr(harness.ledger, "deposit", down)
     with pytest.raises(LedgerDown):
         harness.accounts.deposit(5, "USDT", "10", "dep-1", "operator:1", "wire 42")
     # No credit without its audit: the audit is there, and the retry completes the credit.
     assert harness.store.get_deposit(deposit_id_for_key(5, "dep-1")) is not None
     assert harness.balance(5, AccountType.FUNDING) == (0, 0)
-    harness.ledger.deposit = real  # type: ignore[method-assign]
+    monkeypatch.undo()
     harness.accounts.deposit(5, "USDT", "10", "dep-1", "operator:1", "wire 42")
     assert harness.balance(5, AccountType.FUNDING) == (10 * UNIT, 0)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from app.adapters.inprocess_bus import InProcessServiceBus
+from app.domain.transfer import Outcome
 from app.ports.bus import EngineBus, EngineRequest, EngineResult
 from app.ports.errors import DependencyUnavailable
 from consumers.reference_engine import ReferenceEngine
@@ -41,11 +42,11 @@ def test_a_batch_is_answered_with_one_publish_and_duplicates_get_the_same_answer
     engine.handle_batch([request(2, amount=100)])  # a copy, however it looks now: the first answer stands
     assert bus.published == [
         [
-            EngineResult(1, "confirmed"),
-            EngineResult(2, "rejected", "reference engine reject rule"),
-            EngineResult(1, "confirmed"),
+            EngineResult(1, Outcome.CONFIRMED),
+            EngineResult(2, Outcome.REJECTED, "reference engine reject rule"),
+            EngineResult(1, Outcome.CONFIRMED),
         ],
-        [EngineResult(2, "rejected", "reference engine reject rule")],
+        [EngineResult(2, Outcome.REJECTED, "reference engine reject rule")],
     ]
     assert engine.applied() == {1: "confirmed", 2: "rejected"}
 
@@ -58,7 +59,9 @@ def test_a_batch_whose_answers_were_not_acknowledged_is_answered_alike_when_it_c
         engine.handle_batch([request(1), request(2)])
     engine.reject(1)  # too late for request 1: it was decided (durably) before the publish failed
     engine.handle_batch([request(1), request(2)])
-    assert bus.published == [[EngineResult(1, "confirmed"), EngineResult(2, "rejected", "rejected on request")]]
+    assert bus.published == [
+        [EngineResult(1, Outcome.CONFIRMED), EngineResult(2, Outcome.REJECTED, "rejected on request")]
+    ]
 
 
 def test_embedded_mode_connects_the_engine_to_the_service_side() -> None:
@@ -67,4 +70,4 @@ def test_embedded_mode_connects_the_engine_to_the_service_side() -> None:
     service.publish_request(request(5))
     settled: list[EngineResult] = []
     assert deliver_queued(service, engine.handle_batch, settled.extend) == 2
-    assert settled == [EngineResult(5, "confirmed")]
+    assert settled == [EngineResult(5, Outcome.CONFIRMED)]

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.domain.transfer import AccountType, AuditActor, FailureReason, Status
+from app.domain.transfer import AccountType, AuditActor, FailureReason, Outcome, Status
 from app.ports.bus import EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import LedgerState
@@ -149,15 +149,15 @@ def test_duplicate_and_late_results_change_nothing(harness: Harness) -> None:
     harness.fund(1)
     transfer = harness.transfers.submit(harness.command(1, 5 * UNIT)).transfer
     harness.pump()
-    harness.transfers.apply_result(EngineResult(transfer.request_id, "confirmed"))
-    harness.transfers.apply_result(EngineResult(transfer.request_id, "rejected", "late"))
+    harness.transfers.apply_result(EngineResult(transfer.request_id, Outcome.CONFIRMED))
+    harness.transfers.apply_result(EngineResult(transfer.request_id, Outcome.REJECTED, "late"))
     assert harness.reload(transfer).status == Status.SUCCESS
     assert harness.balance(1, AccountType.SPOT) == (5 * UNIT, 0)
 
 
 def test_a_result_for_an_unknown_request_is_poison(harness: Harness) -> None:
     with pytest.raises(PoisonMessage):
-        harness.transfers.apply_result(EngineResult(123456, "confirmed"))
+        harness.transfers.apply_result(EngineResult(123456, Outcome.CONFIRMED))
 
 
 def test_a_failed_publish_leaves_the_transfer_pending_for_the_scanner(harness: Harness) -> None:
@@ -167,7 +167,7 @@ def test_a_failed_publish_leaves_the_transfer_pending_for_the_scanner(harness: H
         raise DependencyUnavailable("bus", "broker down")
 
     original = harness.bus.publish_request
-    harness.bus.publish_request = broken  # type: ignore[method-assign]
+    harness.bus.publish_request = broken  # type: ignore[assignment]
     with pytest.raises(DependencyUnavailable) as caught:
         harness.transfers.submit(harness.command(1, 5 * UNIT), "k")
     request_id = caught.value.request_id
