@@ -72,18 +72,28 @@ def _optional_id(name: str, text: str | None) -> int | None:
     return None if text is None else _id(name, text)
 
 
+def _int(name: str, text: str) -> int:
+    """A whole number from an option, with the service's error rather than click's usage error."""
+    cleaned = text.strip()
+    digits = cleaned.removeprefix("-")
+    # Bounded before int(): a 5,000-digit number would hit Python's int-string limit.
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 30:
+        raise ValidationFailed(f"{name} must be a whole number", field=name)
+    return int(cleaned)
+
+
 # -- token ------------------------------------------------------------------------
 
 
 @click.command("token")
 @click.argument("user_id")
 @click.option("--admin", is_flag=True, help="Issue an operator token (signed with OPERATOR_JWT_SECRET).")
-@click.option("--ttl", default=3600, show_default=True, help="Lifetime in seconds, at most JWT_MAX_TTL_SECONDS.")
+@click.option("--ttl", default="3600", show_default=True, help="Lifetime in seconds, at most JWT_MAX_TTL_SECONDS.")
 @with_appcontext
 @clean_errors
-def token(user_id: str, admin: bool, ttl: int) -> None:
+def token(user_id: str, admin: bool, ttl: str) -> None:
     """Print a bearer token for USER_ID."""
-    click.echo(issue_token(token_policy(), _id("user_id", user_id), operator=admin, ttl_seconds=ttl))
+    click.echo(issue_token(token_policy(), _id("user_id", user_id), operator=admin, ttl_seconds=_int("ttl", ttl)))
 
 
 # -- deposit ----------------------------------------------------------------------
@@ -139,13 +149,14 @@ def _print_report_table(rows: list[dict[str, object]]) -> None:
 
 @transfers.command("stuck")
 @click.option("--status", type=click.Choice(["requesting", "pending"]), default=None)
-@click.option("--older-than", "older_than", default=0, show_default=True, help="Age in seconds.")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--older-than", "older_than", default="0", show_default=True, help="Age in seconds.")
+@click.option("--limit", default="100", show_default=True)
 @clean_errors
-def stuck(status: str | None, older_than: int, limit: int) -> None:
+def stuck(status: str | None, older_than: str, limit: str) -> None:
     """List open transfers older than --older-than seconds."""
     services = _container()
-    found = services.operations.stuck(Status(status) if status else None, stuck_age(older_than), limit)
+    age = stuck_age(_int("older_than", older_than))
+    found = services.operations.stuck(Status(status) if status else None, age, _int("limit", limit))
     for transfer in found:
         click.echo(json.dumps(transfer_view(transfer, services.catalog)))
     click.echo(f"{len(found)} transfer(s)", err=True)

@@ -70,6 +70,10 @@ def test_the_commands_are_module_level_groups_added_to_the_app(app: Flask) -> No
         (["transfers", "stuck", "--older-than", str(10**30)], "INVALID_REQUEST"),
         (["transfers", "stuck", "--older-than", "-1"], "INVALID_REQUEST"),
         (["transfers", "stuck", "--limit", "0"], "INVALID_REQUEST"),
+        (["transfers", "stuck", "--limit", "abc"], "INVALID_REQUEST"),
+        (["transfers", "stuck", "--older-than", "abc"], "INVALID_REQUEST"),
+        (["transfers", "stuck", "--older-than", "9" * 5000], "INVALID_REQUEST"),
+        (["token", "3001", "--ttl", "abc"], "INVALID_REQUEST"),
         (["token", "3001", "--ttl", "-5"], "INVALID_REQUEST"),
         (["token", "3001", "--ttl", "0"], "INVALID_REQUEST"),
         (["token", "3001", "--ttl", str(100 * 365 * 86_400)], "INVALID_REQUEST"),
@@ -142,6 +146,12 @@ def test_token_is_signed_with_the_key_of_its_role(runner: FlaskCliRunner) -> Non
         jwt.decode(operator, TEST_JWT_SECRET, algorithms=["HS256"], audience="internal-transfer")
     claims = jwt.decode(operator, TEST_OPERATOR_JWT_SECRET, algorithms=["HS256"], audience="internal-transfer")
     assert (claims["role"], claims["exp"] - claims["iat"]) == ("operator", 60)
+
+
+def test_stuck_lists_with_good_input(runner: FlaskCliRunner) -> None:
+    listed = runner.invoke(args=["transfers", "stuck", "--older-than", "60", "--limit", "5"])
+    assert listed.exit_code == 0, listed.output
+    assert "0 transfer(s)" in listed.output
 
 
 def test_show_prints_the_transfer_with_its_audit(runner: FlaskCliRunner, app: Flask) -> None:
