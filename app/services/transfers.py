@@ -332,6 +332,8 @@ class TransferService:
                     asked=wanted.value,
                     actor=str(actor),
                 )
+                # Whoever lost still said what they asked and why: the people resolving the alert need it.
+                self._audit_unapplied(decision, f"not applied: already {transfer.status.value}")
                 return transfer
             return self._explain_void(decision)
         asset = self.catalog.get(transfer.asset)
@@ -344,6 +346,23 @@ class TransferService:
             raise PoisonMessage(f"result for request {transfer.request_id}, which was never locked")
         return self._post_or_void([decision])[0]
 
+    def _audit_unapplied(self, decision: _Decision, why_not: str) -> None:
+        """Add a decision that lost to what is recorded to the audit trail, once however often it is redelivered."""
+        transfer = decision.transfer
+        trail = self.store.audit_trail(transfer.request_id)
+        if any(e.actor == decision.actor and e.reason.startswith(decision.reason) for e in trail):
+            return
+        self.store.append_audit(
+            AuditEntry(
+                request_id=transfer.request_id,
+                at=self.clock(),
+                actor=decision.actor,
+                from_status=transfer.status,
+                to_status=transfer.status,
+                reason=f"{decision.reason} ({why_not})",
+            )
+        )
+
     def _explain_void(self, decision: _Decision) -> Transfer:
         """A void already recorded: if the scanner recorded it without a cause, this decision is the cause.
 
@@ -354,24 +373,11 @@ class TransferService:
         """
         transfer = decision.transfer
         cause = decision.failure_reason
-        if decision.post or cause is None or cause == FailureReason.VOIDED:
-            return transfer
+        if decision.post or cause is None or cause == FailureReason.VOIDED or transfer.failure_reason == cause:
+            return transfer  # nothing to explain, or this very cause is already recorded (a redelivery)
         if not transfer.cause_unknown:
-            # Another known cause won (an operator's void and the engine's
-            # rejection of the same transfer): the loser still joins the audit
-            # trail, once however often its message is redelivered.
-            trail = self.store.audit_trail(transfer.request_id)
-            if not any(e.actor == decision.actor and e.reason == decision.reason for e in trail):
-                self.store.append_audit(
-                    AuditEntry(
-                        request_id=transfer.request_id,
-                        at=self.clock(),
-                        actor=decision.actor,
-                        from_status=transfer.status,
-                        to_status=transfer.status,
-                        reason=decision.reason,
-                    )
-                )
+            # Another known cause won (an operator's void and the engine's rejection of the same transfer).
+            self._audit_unapplied(decision, f"already failed: {transfer.failure_reason}")
             return transfer
         explained = transfer.explained(cause, self.clock())
         self.store.record_statuses([StatusChange(transfer, explained, decision.actor, decision.reason)])

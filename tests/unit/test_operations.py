@@ -167,7 +167,24 @@ def test_the_losing_known_cause_still_joins_the_audit(harness: Harness, operatio
     assert stored is not None and stored.failure_reason == FailureReason.VOIDED_BY_OPERATOR
     trail = [(str(e.actor), e.reason) for e in harness.store.audit_trail(request_id)]
     assert ("operator:alice", "void: ticket 17") in trail
-    assert trail.count(("settlement", "rejected by the engine: no liquidity")) == 1
+    lost = ("settlement", "rejected by the engine: no liquidity (already failed: VOIDED_BY_OPERATOR)")
+    assert trail.count(lost) == 1
+
+
+def test_a_rejection_after_a_force_post_is_audited_beside_the_alert(
+    harness: Harness, operations: OperatorService, caplog: pytest.LogCaptureFixture
+) -> None:
+    request_id = _pending(harness)
+    operations.force_post(request_id, "bob", "engine shows it applied")
+    for _ in range(2):
+        harness.transfers.apply_result(EngineResult(request_id, Outcome.REJECTED, "account frozen"))
+    stored = harness.store.get(request_id)
+    assert stored is not None and stored.status == Status.SUCCESS
+    assert "settlement_conflict" in caplog.text
+    lost = [e for e in harness.store.audit_trail(request_id) if e.actor == SETTLEMENT]
+    assert [(e.to_status, e.reason) for e in lost] == [
+        (Status.SUCCESS, "rejected by the engine: account frozen (not applied: already success)")
+    ]
 
 
 def test_void_still_refuses_a_transfer_that_never_held_funds(harness: Harness, operations: OperatorService) -> None:
