@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.assets import AssetCatalog
-from app.domain.errors import DomainError, ValidationFailed
+from app.domain.errors import DailyLimitExceeded, DomainError, ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     AccountType,
@@ -25,6 +25,7 @@ from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, Resol
 from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange, TransferStore
 from app.services.alerts import raise_alert
 from app.services.crash_points import crash_point
+from app.services.limits import LimitService
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class TransferService:
         bus: ServiceBus,
         catalog: AssetCatalog,
         ids: IdGenerator,
+        limits: LimitService,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
@@ -122,6 +124,7 @@ class TransferService:
         self.bus = bus
         self.catalog = catalog
         self.ids = ids
+        self.limits = limits
         self.clock = clock
 
     # -- submit -------------------------------------------------------------
@@ -186,8 +189,26 @@ class TransferService:
     def _lock_and_send(self, transfer: Transfer) -> Transfer:
         asset = self.catalog.get(transfer.asset)
         try:
-            outcome = self.ledger.lock(transfer, asset)
+            # The limit is read (from the store) only when this process opens the day's quota.
+            outcome = self.ledger.lock(transfer, asset, lambda: self.limits.limit_of_transfer(transfer))
             crash_point("after_lock")
+            if outcome == LockOutcome.LIMIT_EXCEEDED:
+                self._record(
+                    transfer,
+                    Status.FAILED,
+                    Actor.API,
+                    "lock refused: daily limit exceeded",
+                    FailureReason.DAILY_LIMIT_EXCEEDED.value,
+                )
+                today = self.limits.remaining_of(transfer)
+                raise DailyLimitExceeded(
+                    f"the daily {today.direction.value} limit for {asset.symbol} does not allow this amount",
+                    request_id=str(transfer.request_id),
+                    asset=asset.symbol,
+                    direction=today.direction.value,
+                    limit=asset.format(today.limit),
+                    remaining=asset.format(today.remaining),
+                )
             if outcome == LockOutcome.INSUFFICIENT_BALANCE:
                 self._record(
                     transfer,
