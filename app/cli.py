@@ -10,6 +10,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import cli_limits
 from app.api.auth import issue_token
 from app.api.presenters import report_view, transfer_view
 from app.bootstrap import Container
@@ -25,6 +26,8 @@ def _container() -> Container:
 
 
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(cli_limits.limits)
+
     @app.cli.command("token")
     @click.argument("user_id", type=click.IntRange(min=1))
     @click.option("--admin", is_flag=True, help="Issue an operator token.")
