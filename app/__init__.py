@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     from app.api import accounts, admin, health, limits, transfers
     from app.api.errors import register_error_handlers
+    from app.api.rate_limits import install_rate_limits
 
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for blueprint in (transfers.blp, accounts.blp, admin.blp, limits.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
+    install_rate_limits(app, settings.ratelimit_storage_uri, settings.transfer_rate_limit)
     register_error_handlers(app)
 
     from app.cli import register_cli
