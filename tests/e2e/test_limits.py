@@ -34,6 +34,8 @@ def limits_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask
         bus_url="inprocess://",
         jwt_secret=TEST_JWT_SECRET,
         scanner_interval_seconds=0.5,
+        # The race below sends 24 requests of one user at once; rate limits have their own tests.
+        transfer_rate_limit="1000000 per second",
     )
     ledger = request.getfixturevalue("tigerbeetle_ledger") if request.param == "tigerbeetle" else None
     flask_app = create_app(container=build(settings, ledger=ledger))
@@ -197,3 +199,44 @@ def test_concurrent_transfers_against_a_limit_lock_exactly_what_fits(client: Fla
     balance = services.ledger.quota_balances([key])[key]
     assert balance.consumed + balance.held == 70 * 10**8
     assert balance.remaining == 5 * 10**8
+
+
+def test_operators_override_from_the_cli_with_a_reason(limits_app: Flask, client: FlaskClient) -> None:
+    import json
+
+    user_id = random_user_id()
+    runner = limits_app.test_cli_runner()
+    missing_reason = runner.invoke(args=["limits", "set", str(user_id), "USDT", "funding_to_spot", "25"])
+    assert missing_reason.exit_code != 0 and "--reason" in missing_reason.output
+    done = runner.invoke(
+        args=[
+            "limits",
+            "set",
+            str(user_id),
+            "USDT",
+            "funding_to_spot",
+            "25",
+            "--reason",
+            "KYC tier 1",
+            "--operator",
+            "bob",
+        ]
+    )
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.stdout[done.stdout.index("{") :])
+    assert shown["overrides"][0] | {"set_at": None} == {
+        "asset": "USDT",
+        "direction": "funding_to_spot",
+        "version": 1,
+        "limit": "25.00000000",
+        "actor": "operator:bob",
+        "reason": "KYC tier 1",
+        "set_at": None,
+    }
+    assert usdt_row(client, user_id)["limit"] == "25.00000000"
+    refused = runner.invoke(
+        args=["limits", "set", str(user_id), "DOGE", "funding_to_spot", "1", "--reason", "x", "--operator", "bob"]
+    )
+    assert refused.exit_code != 0 and "UNSUPPORTED_ASSET" in refused.output
+    listed = runner.invoke(args=["limits", "show", str(user_id)])
+    assert listed.exit_code == 0 and json.loads(listed.output)["user_id"] == user_id

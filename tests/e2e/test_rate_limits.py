@@ -38,8 +38,10 @@ def test_a_user_past_the_rate_gets_429_and_others_are_not_affected(limited_app: 
     client: FlaskClient = limited_app.test_client()
     for user_id in (41, 42):
         deposit(client, user_id, "100")
-    answers = [client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(41)).status_code for _ in range(5)]
+    responses = [client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(41)) for _ in range(5)]
+    answers = [r.status_code for r in responses]
     assert answers[:3] == [202, 202, 202]
+    assert int(responses[0].headers["X-RateLimit-Remaining"]) >= 1
     assert 429 in answers[3:]
     refused = client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(41))
     assert refused.status_code == 429
