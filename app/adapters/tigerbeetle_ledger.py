@@ -388,8 +388,9 @@ class TigerBeetleLedger(Ledger):
             return DepositOutcome.CONFLICT
         raise _unexpected("deposit", deposit_id, status)
 
-    def _lock_event(self, transfer: Transfer, asset: Asset, *, fence: bool) -> tb.Transfer:
-        """The pending transfer, or the zero-amount fence that takes its id."""
+    def _lock_event(self, transfer: Transfer, asset: Asset, *, fence: bool, linked: bool = False) -> tb.Transfer:
+        """The pending transfer (`linked` to the quota debit after it), or the zero-amount fence that takes its id."""
+        flags = tb.TransferFlags.NONE if fence else tb.TransferFlags.PENDING
         return tb.Transfer(
             id=lock_id(transfer.request_id),
             debit_account_id=account_id(transfer.user_id, transfer.from_type, asset.ledger),
@@ -401,7 +402,7 @@ class TigerBeetleLedger(Ledger):
             timeout=0,
             ledger=asset.ledger,
             code=TransferCode.FENCE if fence else TransferCode.INTERNAL_TRANSFER,
-            flags=tb.TransferFlags.NONE if fence else tb.TransferFlags.PENDING,
+            flags=flags | tb.TransferFlags.LINKED if linked else flags,
         )
 
     def _create_transfers(self, operation: str, events: list[tb.Transfer]) -> list[_Status]:
@@ -437,8 +438,7 @@ class TigerBeetleLedger(Ledger):
             opening = resolve_limit(limit)
             self.open_quota(quota_key, opening.limit, opening.version)
             self._opened_quotas.add(quota_key)
-        move_event = self._lock_event(transfer, asset, fence=False)
-        move_event.flags |= tb.TransferFlags.LINKED
+        move_event = self._lock_event(transfer, asset, fence=False, linked=True)
         move, quota = self._create_transfers("lock", [move_event, self._quota_use_event(transfer, asset)])
         # A retry of a chain that landed is answered [exists, linked_event_failed]:
         # the move's answer decides, the quota's only when the move was not judged.

@@ -8,6 +8,7 @@ an operator overrides it, and reads it back. See docs/ledger.md, "Daily limits".
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from app.domain.limits import (
     usage,
     utc_day,
 )
+from app.domain.money import Asset
 from app.domain.transfer import Transfer
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
@@ -36,6 +38,16 @@ Clock = Callable[[], datetime]
 # TigerBeetle amounts are below 2^128; a quota is credited with the limit.
 MAX_LIMIT = 2**127
 _VERSION_ATTEMPTS = 5
+
+
+_ZERO = re.compile(r"0(\.0+)?")
+
+
+def _parse_limit(text: object, asset: Asset) -> int:
+    """A limit is an amount of the asset, or zero (which blocks the direction)."""
+    if isinstance(text, str) and _ZERO.fullmatch(text):
+        return 0
+    return asset.parse(text, bounded=False)
 
 
 class LimitService:
@@ -95,7 +107,7 @@ class LimitService:
             direction = Direction(direction_text)
         except ValueError:
             raise ValidationFailed("direction must be 'funding_to_spot' or 'spot_to_funding'") from None
-        limit = asset.parse(limit_text, bounded=False) if limit_text not in ("0", 0) else 0
+        limit = _parse_limit(limit_text, asset)
         if not 0 <= limit < MAX_LIMIT:
             raise ValidationFailed("the limit is out of range", code="INVALID_AMOUNT")
         if not reason or not reason.strip():
