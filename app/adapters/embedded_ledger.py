@@ -148,6 +148,16 @@ def _cut(key: QuotaKey, version: int, amount: int) -> _Event:
     )
 
 
+def _state(lock: sqlite3.Row | None, resolution: sqlite3.Row | None) -> LedgerState:
+    if lock is None:
+        return LedgerState.ABSENT
+    if lock["code"] == TransferCode.FENCE:
+        return LedgerState.FENCED
+    if resolution is None:
+        return LedgerState.PENDING
+    return LedgerState.POSTED if resolution["kind"] == _Kind.POST.value else LedgerState.VOIDED
+
+
 class EmbeddedLedger(Ledger):
     def __init__(self, path: str) -> None:
         self._db = SqliteDatabase(path, "ledger", _SCHEMA)
@@ -478,20 +488,18 @@ class EmbeddedLedger(Ledger):
         raise LedgerInvariantBroken(f"fence {transfer.request_id}: {result.value}")
 
     def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState:
+        ids = [lock_id, resolution_id, quota_lock_id, quota_resolution_id]
         with self._db.reading() as conn:
-            lock = conn.execute(
-                "SELECT code FROM transfers WHERE id = ?", (str(lock_id(transfer.request_id)),)
-            ).fetchone()
-            if lock is None:
-                return LedgerState.ABSENT
-            if lock["code"] == TransferCode.FENCE:
-                return LedgerState.FENCED
-            resolution = conn.execute(
-                "SELECT kind FROM transfers WHERE id = ?", (str(resolution_id(transfer.request_id)),)
-            ).fetchone()
-        if resolution is None:
-            return LedgerState.PENDING
-        return LedgerState.POSTED if resolution["kind"] == _Kind.POST.value else LedgerState.VOIDED
+            lock, resolution, quota_lock, quota_resolution = (
+                conn.execute("SELECT code, kind FROM transfers WHERE id = ?", (str(i(transfer.request_id)),)).fetchone()
+                for i in ids
+            )
+        state = _state(lock, resolution)
+        # The quota debit is linked to the lock and its resolution to the
+        # lock's: it is absent (a lock from before limits) or in the same state.
+        if quota_lock is not None and _state(quota_lock, quota_resolution) != state:
+            raise LedgerInvariantBroken(f"state of {transfer.request_id}: the quota debit is not {state.value}")
+        return state
 
     def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]:
         balances = []

@@ -190,6 +190,20 @@ def _cut(key: QuotaKey, version: int, amount: int) -> tb.Transfer:
     )
 
 
+def _state(request_id: int, lock: tb.Transfer | None, resolution: tb.Transfer | None) -> LedgerState:
+    if lock is None:
+        return LedgerState.ABSENT
+    if lock.code == TransferCode.FENCE:
+        return LedgerState.FENCED
+    if resolution is None:
+        return LedgerState.PENDING
+    if resolution.flags & tb.TransferFlags.POST_PENDING_TRANSFER:
+        return LedgerState.POSTED
+    if resolution.flags & tb.TransferFlags.VOID_PENDING_TRANSFER:
+        return LedgerState.VOIDED
+    raise LedgerInvariantBroken(f"state of {request_id}: resolution has flags {resolution.flags!r}")
+
+
 class _Connection:
     """One TigerBeetle client; closed at most once (closing twice is not allowed by the client)."""
 
@@ -596,21 +610,23 @@ class TigerBeetleLedger(Ledger):
         }
 
     def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState:
-        # One lookup of both ids: a consistent snapshot. The pending transfer
+        # One lookup of all four ids: a consistent snapshot. A pending transfer
         # keeps its PENDING flag once resolved, so the resolution tells the state.
-        lock, resolution = lock_id(transfer.request_id), resolution_id(transfer.request_id)
-        found = self._lookup_transfers([lock, resolution])
-        if lock not in found:
-            return LedgerState.ABSENT
-        if found[lock].code == TransferCode.FENCE:
-            return LedgerState.FENCED
-        if resolution not in found:
-            return LedgerState.PENDING
-        if found[resolution].flags & tb.TransferFlags.POST_PENDING_TRANSFER:
-            return LedgerState.POSTED
-        if found[resolution].flags & tb.TransferFlags.VOID_PENDING_TRANSFER:
-            return LedgerState.VOIDED
-        raise LedgerInvariantBroken(f"state of {transfer.request_id}: resolution has flags {found[resolution].flags!r}")
+        request_id = transfer.request_id
+        found = self._lookup_transfers(
+            [lock_id(request_id), resolution_id(request_id), quota_lock_id(request_id), quota_resolution_id(request_id)]
+        )
+        state = _state(request_id, found.get(lock_id(request_id)), found.get(resolution_id(request_id)))
+        quota_lock = found.get(quota_lock_id(request_id))
+        # The quota debit is linked to the lock and its resolution to the
+        # lock's: it is absent (a lock from before limits) or in the same state.
+        if (
+            quota_lock is not None
+            and _state(request_id, quota_lock, found.get(quota_resolution_id(request_id))) != state
+        ):
+            log.error("request %d: its quota debit is not %s in TigerBeetle", request_id, state.value)
+            raise LedgerInvariantBroken(f"state of {request_id}: the quota debit is not {state.value}")
+        return state
 
     def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]:
         wanted = [

@@ -10,12 +10,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from app.adapters.embedded_ledger import EmbeddedLedger, _Event, _Kind
 from app.adapters.tigerbeetle_ledger import TigerBeetleLedger
-from app.domain.account_model import Direction, TransferCode, account_id, lock_id
+from app.domain.account_model import (
+    Direction,
+    TransferCode,
+    account_id,
+    limit_source_account_id,
+    lock_id,
+    quota_account_id,
+    quota_lock_id,
+)
 from app.domain.limits import EffectiveLimit, QuotaKey, utc_day
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
+from app.ports.errors import LedgerInvariantBroken
 from app.ports.ledger import DepositOutcome, FenceOutcome, Ledger, LedgerState, LockOutcome, QuotaBalance, Resolution
 from tests.conftest import make_transfer, random_request_id, random_user_id
 
@@ -213,3 +224,33 @@ def test_a_lock_from_before_limits_is_still_posted_and_voided(ledger: Ledger, us
     assert (balances[AccountType.FUNDING].available, balances[AccountType.FUNDING].locked) == (950, 0)
     assert balances[AccountType.SPOT].available == 50
     assert quota_of(ledger, with_quota, usdt) == QuotaBalance(granted=100, consumed=20, held=0)
+
+
+def test_state_of_refuses_a_quota_debit_out_of_step_with_its_lock(ledger: Ledger, usdt: Asset) -> None:
+    """Reconciliation and the scanner read state_of: a quota debit without its lock is reported loudly."""
+    user_id = funded_user(ledger, usdt, 1000)
+    fine = make_transfer(user_id, 10)
+    assert ledger.lock(fine, usdt, limit(100)) == LockOutcome.LOCKED
+    assert ledger.state_of(fine, usdt) == LedgerState.PENDING
+    assert ledger.void(fine, usdt).value == "voided"
+    assert ledger.state_of(fine, usdt) == LedgerState.VOIDED
+    orphan = make_transfer(user_id, 10)
+    if isinstance(ledger, EmbeddedLedger):
+        quota = QuotaKey.of_transfer(orphan, usdt)
+        event = _Event(
+            quota_lock_id(orphan.request_id),
+            _Kind.PENDING,
+            debit=quota_account_id(user_id, usdt.ledger, quota.direction, quota.day),
+            credit=limit_source_account_id(usdt.ledger),
+            amount=10,
+            ledger=usdt.ledger,
+            code=TransferCode.QUOTA_USE,
+        )
+        with ledger._db.transaction() as conn:
+            assert ledger._create_event(conn, event).value == "ok"
+    else:
+        assert isinstance(ledger, TigerBeetleLedger)
+        (status,) = ledger._create_transfers("orphan", [ledger._quota_use_event(orphan, usdt)])
+        assert status.name == "CREATED"
+    with pytest.raises(LedgerInvariantBroken):
+        ledger.state_of(orphan, usdt)
