@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.domain.account_model import Direction
 from app.domain.assets import AssetCatalog
 from app.domain.errors import DailyLimitExceeded, DomainError, ValidationFailed
 from app.domain.ids import IdGenerator
@@ -200,15 +201,7 @@ class TransferService:
                     "lock refused: daily limit exceeded",
                     FailureReason.DAILY_LIMIT_EXCEEDED.value,
                 )
-                today = self.limits.remaining_of(transfer)
-                raise DailyLimitExceeded(
-                    f"the daily {today.direction.value} limit for {asset.symbol} does not allow this amount",
-                    request_id=str(transfer.request_id),
-                    asset=asset.symbol,
-                    direction=today.direction.value,
-                    limit=asset.format(today.limit),
-                    remaining=asset.format(today.remaining),
-                )
+                raise self._limit_exceeded(transfer)
             if outcome == LockOutcome.INSUFFICIENT_BALANCE:
                 self._record(
                     transfer,
@@ -247,6 +240,22 @@ class TransferService:
             exc.request_id = transfer.request_id
             raise
         return pending
+
+    def _limit_exceeded(self, transfer: Transfer) -> DailyLimitExceeded:
+        """The refusal, with what remains today; the transfer is already recorded failed."""
+        asset = self.catalog.get(transfer.asset)
+        direction = Direction.of(transfer.from_type, transfer.to_type)
+        details: dict[str, str] = {"request_id": str(transfer.request_id), "asset": asset.symbol}
+        details["direction"] = direction.value
+        try:
+            today = self.limits.remaining_of(transfer)
+            details.update(limit=asset.format(today.limit), remaining=asset.format(today.remaining))
+        except DependencyUnavailable:
+            # The refusal stands; only the figures for the message are missing.
+            log.warning("could not read the remaining limit for request %d", transfer.request_id)
+        return DailyLimitExceeded(
+            f"the daily {direction.value} limit for {asset.symbol} does not allow this amount", **details
+        )
 
     def send_to_engine(self, transfer: Transfer) -> None:
         crash_point("before_publish")

@@ -101,3 +101,22 @@ def test_an_interrupted_override_is_completed_by_the_next_one(
     harness.limits.apply_today(1, "USDT", Direction.FUNDING_TO_SPOT)
     shown = {(u.asset, u.direction): u for u in harness.limits.today(1)}
     assert shown[("USDT", Direction.FUNDING_TO_SPOT)].remaining == 40 * UNIT
+
+
+def test_a_refusal_stands_when_the_remaining_allowance_cannot_be_read(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.ports.errors import DependencyUnavailable
+
+    harness.fund(1)
+    harness.limits.set_override(1, "USDT", "funding_to_spot", "1", "operator:a", "test")
+
+    def down(*_: object) -> None:
+        raise DependencyUnavailable("ledger", "timed out")
+
+    monkeypatch.setattr(harness.limits, "remaining_of", down)
+    with pytest.raises(DailyLimitExceeded) as refused:
+        harness.transfers.submit(harness.command(1, 2 * UNIT))
+    assert set(refused.value.details) == {"request_id", "asset", "direction"}
+    failed = harness.store.get(int(refused.value.details["request_id"]))
+    assert failed is not None and failed.failure_reason == "DAILY_LIMIT_EXCEEDED"
