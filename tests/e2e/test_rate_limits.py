@@ -73,3 +73,13 @@ def test_the_limit_counts_per_user_not_per_token_and_refusals_move_nothing(limit
 def test_requests_without_a_token_are_still_401(limited_app: Flask) -> None:
     client: FlaskClient = limited_app.test_client()
     assert client.post(TRANSFERS, json=transfer_body("1")).status_code == 401
+
+
+def test_the_openapi_spec_has_the_limits_routes_and_the_new_answers(limited_app: Flask) -> None:
+    spec = limited_app.test_client().get("/openapi.json").json
+    assert set(spec["paths"]["/api/v1/user/limits"]) == {"get"}
+    assert {"get", "post"} <= set(spec["paths"]["/api/v1/admin/users/{user_id}/limits"])
+    post = spec["paths"]["/api/v1/user/internal_transfer"]["post"]["responses"]
+    assert "429" in post and "DAILY_LIMIT_EXCEEDED" in post["422"]["description"]
+    usage = spec["components"]["schemas"]["LimitUsage"]["properties"]
+    assert set(usage) == {"asset", "direction", "limit", "used", "remaining"}
