@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.api.limits import _user_view
+from app.api.limits import user_limits_view
 from app.domain.account_model import Direction
 from app.domain.errors import DomainError
 from app.services.limits import LimitService
@@ -25,7 +25,7 @@ def _service() -> LimitService:
 @click.argument("user_id", type=click.IntRange(min=1, max=2**63 - 1))
 def show(user_id: int) -> None:
     """Today's limit, used and remaining per asset and direction, and every override of the user."""
-    click.echo(json.dumps(_user_view(_service(), user_id), indent=2))
+    click.echo(json.dumps(user_limits_view(_service(), user_id), indent=2))
 
 
 @limits.command("set")
@@ -48,4 +48,4 @@ def set_limit(user_id: int, asset: str, direction: str, limit: str, reason: str,
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
     click.echo(f"override v{override.version} recorded", err=True)
-    click.echo(json.dumps(_user_view(service, user_id), indent=2))
+    click.echo(json.dumps(user_limits_view(service, user_id), indent=2))

@@ -112,10 +112,10 @@ def _user_id(text: str) -> int:
 @operator_only
 def user_limits(user_id: str) -> dict[str, Any]:
     """A user's limits today and every override ever set for them."""
-    return _user_view(container().limits, _user_id(user_id))
+    return user_limits_view(container().limits, _user_id(user_id))
 
 
-def _user_view(service: LimitService, uid: int) -> dict[str, Any]:
+def user_limits_view(service: LimitService, uid: int) -> dict[str, Any]:
     return {
         "user_id": uid,
         "day": _today(service),
@@ -135,4 +135,4 @@ def set_user_limit(body: dict[str, Any], user_id: str) -> dict[str, Any]:
     service.set_override(
         uid, body["asset"], body["direction"], body["limit"], f"operator:{current_principal().user_id}", body["reason"]
     )
-    return _user_view(service, uid)
+    return user_limits_view(service, uid)
