@@ -41,15 +41,17 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.extensions["internal_transfer"] = container or build(settings)
 
-    from app.api import accounts, admin, health, transfers
+    from app.api import accounts, admin, health, limits, transfers
     from app.api.errors import register_error_handlers
+    from app.api.rate_limits import install_rate_limits
 
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
-    for blueprint in (transfers.blp, accounts.blp, admin.blp):
+    for blueprint in (transfers.blp, accounts.blp, admin.blp, limits.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
+    install_rate_limits(app, settings.ratelimit_storage_uri, settings.transfer_rate_limit)
     register_error_handlers(app)
 
     if settings.uses_dev_secrets:

@@ -10,14 +10,16 @@ from urllib.parse import urlparse
 
 from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
+from app.domain.limits import DefaultLimits
 from app.ports.bus import EngineBus, ServiceBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
+from app.services.limits import LimitService
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy, RecoveryService
-from app.services.transfers import TransferService
+from app.services.transfers import TransferService, utc_now
 from app.services.worker_ids import LeasedIdGenerator, LeaseTiming
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class Container:
     recovery: RecoveryService
     operations: OperatorService
     ids: LeasedIdGenerator
+    limits: LimitService
 
     def close(self) -> None:
         # The ids first: releasing the worker id needs the store's session.
@@ -158,7 +161,9 @@ def build(
     ids = make_id_generator(settings, store)
     ledger = ledger or make_ledger(settings.ledger_url)
     bus = bus or make_bus(settings.bus_url)
-    transfers = TransferService(store, ledger, bus, catalog, ids)
+    defaults = DefaultLimits.from_toml(Path(settings.assets_file).read_text(), catalog)
+    limits = LimitService(store, ledger, catalog, defaults, utc_now)
+    transfers = TransferService(store, ledger, bus, catalog, ids, limits)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
         resend_after=timedelta(seconds=settings.resend_after_seconds),
@@ -175,4 +180,5 @@ def build(
         recovery=RecoveryService(transfers, policy),
         operations=OperatorService(transfers),
         ids=ids,
+        limits=limits,
     )

@@ -17,6 +17,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from app import cli_limits
 from app.api.auth import issue_token, token_policy
 from app.api.presenters import report_view, transfer_view
 from app.bootstrap import Container
@@ -219,5 +220,5 @@ def reconcile(request_id: str | None, user_id: str | None, as_json: bool) -> Non
 
 
 def register_cli(app: Flask) -> None:
-    for command in (token, deposit, db, transfers):
+    for command in (token, deposit, db, transfers, cli_limits.limits):
         app.cli.add_command(command)

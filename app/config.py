@@ -84,6 +84,13 @@ class Settings:
     worker_id_max_clock_skew_seconds: float = field(
         default_factory=lambda: float(_env("WORKER_ID_MAX_CLOCK_SKEW_SECONDS", "5"))
     )
+    # Per-user rate of transfer POSTs (Flask-Limiter syntax): a burst per second
+    # and a sustained rate per minute. The counters' storage: memory:// is per
+    # process; several processes need a shared one (redis://, memcached://).
+    transfer_rate_limit: str = field(
+        default_factory=lambda: _env("TRANSFER_RATE_LIMIT", "10 per second;120 per minute")
+    )
+    ratelimit_storage_uri: str = field(default_factory=lambda: _env("RATELIMIT_STORAGE_URI", "memory://"))
 
     @property
     def embedded_bus(self) -> bool:

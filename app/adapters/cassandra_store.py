@@ -21,9 +21,11 @@ from cassandra.util import uuid_from_time
 from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
 from app.config import PROJECT_ROOT
+from app.domain.account_model import Direction
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
 from app.domain.ids import timestamp_ms_of
+from app.domain.limits import LimitOverride
 from app.domain.transfer import API, AccountType, AuditActor, AuditEntry, FailureReason, Status, Transfer, precedence
 from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
 
@@ -423,6 +425,47 @@ class CassandraTransferStore(TransferStore):
             (deposit_id,),
         ).one()
         return None if row is None else _row_to_deposit(row)
+
+    # -- per-user daily limit overrides ----------------------------------------
+
+    def add_limit_override(self, override: LimitOverride) -> bool:
+        # A lightweight transaction: two operators setting the same version at
+        # once must not both win (each version's limit feeds the quota arithmetic).
+        row = self.db.run(
+            "INSERT INTO {ks}.limit_overrides (user_id, asset, direction, version, limit_units, actor, reason,"
+            " set_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+            (
+                override.user_id,
+                override.asset,
+                override.direction.value,
+                override.version,
+                override.limit,
+                override.actor,
+                override.reason,
+                _micros(override.set_at),
+            ),
+        ).one()
+        return bool(row.applied)
+
+    def limit_overrides(self, user_id: int) -> list[LimitOverride]:
+        rows = self.db.run(
+            "SELECT user_id, asset, direction, version, limit_units, actor, reason, set_at_us"
+            " FROM {ks}.limit_overrides WHERE user_id = ?",
+            (user_id,),
+        )
+        return [
+            LimitOverride(
+                user_id=row.user_id,
+                asset=row.asset,
+                direction=Direction(row.direction),
+                version=row.version,
+                limit=int(row.limit_units),
+                actor=row.actor,
+                reason=row.reason,
+                set_at=_from_micros(row.set_at_us),
+            )
+            for row in rows
+        ]
 
     def ping(self) -> None:
         self.db.run("SELECT release_version FROM system.local")

@@ -3,7 +3,9 @@
 It is a development stand-in, not a second implementation to trust with
 money: no overdraft on user accounts, id-idempotent creates, a pending
 transfer resolved at most once, and ids that failed for a reason that
-could change later stay failed (TigerBeetle's `id_already_failed`).
+could change later stay failed (TigerBeetle's `id_already_failed`), and
+linked chains that land whole or not at all, answered event by event as
+TigerBeetle answers them (`linked_event_failed` for the rest of the chain).
 """
 
 from __future__ import annotations
@@ -11,18 +13,28 @@ from __future__ import annotations
 import enum
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
+    QUOTA_CODE_OF,
     AccountCode,
+    Direction,
     TransferCode,
     account_id,
     deposit_transfer_id,
+    limit_source_account_id,
     lock_id,
+    quota_account_id,
+    quota_cut_id,
+    quota_grant_id,
+    quota_lock_id,
+    quota_resolution_id,
     resolution_id,
     system_account_id,
 )
+from app.domain.limits import QuotaKey
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import LedgerInvariantBroken
@@ -32,9 +44,13 @@ from app.ports.ledger import (
     FenceOutcome,
     Ledger,
     LedgerState,
+    LimitSource,
     LockOutcome,
+    OpenedQuotas,
+    QuotaBalance,
     Resolution,
     ResolveOutcome,
+    resolve_limit,
 )
 
 _SCHEMA = """
@@ -47,7 +63,7 @@ CREATE TABLE IF NOT EXISTS accounts (
 CREATE TABLE IF NOT EXISTS transfers (
     id TEXT PRIMARY KEY, debit_account TEXT NOT NULL, credit_account TEXT NOT NULL,
     amount TEXT NOT NULL, pending_id TEXT, ledger INTEGER NOT NULL, code INTEGER NOT NULL,
-    kind TEXT NOT NULL
+    kind TEXT NOT NULL, user_data_32 INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS failed_ids (id TEXT PRIMARY KEY);
 """
@@ -61,6 +77,8 @@ class _Kind(enum.StrEnum):
     PENDING = "pending"
     POST = "post"
     VOID = "void"
+    # A debit of at most the amount: as much as the debit account's no-overdraft flag allows.
+    BALANCING_DEBIT = "balancing_debit"
 
 
 class _Result(enum.Enum):
@@ -74,15 +92,81 @@ class _Result(enum.Enum):
     ALREADY_POSTED = "pending_transfer_already_posted"
     ALREADY_VOIDED = "pending_transfer_already_voided"
     ID_ALREADY_FAILED = "id_already_failed"
+    LINKED_EVENT_FAILED = "linked_event_failed"
 
 
 # Failures that depend on state which may change; TigerBeetle reserves the id.
 _TRANSIENT = {_Result.EXCEEDS_CREDITS, _Result.ACCOUNT_NOT_FOUND, _Result.PENDING_NOT_FOUND}
+_CREATED_OR_EXISTS = {_Result.OK, _Result.EXISTS}
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One transfer to create, as TigerBeetle's create_transfers takes it."""
+
+    ident: int
+    kind: _Kind
+    debit: int = 0
+    credit: int = 0
+    amount: int = 0
+    ledger: int = 0
+    code: int = 0
+    pending_id: int | None = None
+    user_data_32: int = 0
+
+
+def _quota_account(key: QuotaKey) -> int:
+    return quota_account_id(key.user_id, key.asset.ledger, key.direction, key.day)
+
+
+def _quota_local(key: QuotaKey) -> tuple[int, int, Direction, int]:
+    return key.user_id, key.asset.ledger, key.direction, key.day
+
+
+def _grant(key: QuotaKey, version: int, amount: int, user_data_32: int = 0) -> _Event:
+    return _Event(
+        quota_grant_id(*_quota_local(key), version),
+        _Kind.SINGLE,
+        debit=limit_source_account_id(key.asset.ledger),
+        credit=_quota_account(key),
+        amount=amount,
+        ledger=key.asset.ledger,
+        code=TransferCode.QUOTA_GRANT,
+        user_data_32=user_data_32,
+    )
+
+
+def _cut(key: QuotaKey, version: int, amount: int) -> _Event:
+    return _Event(
+        quota_cut_id(*_quota_local(key), version),
+        _Kind.BALANCING_DEBIT,
+        debit=_quota_account(key),
+        credit=limit_source_account_id(key.asset.ledger),
+        amount=amount,
+        ledger=key.asset.ledger,
+        code=TransferCode.QUOTA_CUT,
+    )
+
+
+def _state(lock: sqlite3.Row | None, resolution: sqlite3.Row | None) -> LedgerState:
+    if lock is None:
+        return LedgerState.ABSENT
+    if lock["code"] == TransferCode.FENCE:
+        return LedgerState.FENCED
+    if resolution is None:
+        return LedgerState.PENDING
+    return LedgerState.POSTED if resolution["kind"] == _Kind.POST.value else LedgerState.VOIDED
 
 
 class EmbeddedLedger(Ledger):
     def __init__(self, path: str) -> None:
         self._db = SqliteDatabase(path, "ledger", _SCHEMA)
+        self._opened_quotas = OpenedQuotas()
+        with self._db.transaction() as conn:
+            # Files made before quotas lack the column that carries a grant's limit version.
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(transfers)")}
+            if "user_data_32" not in columns:
+                conn.execute("ALTER TABLE transfers ADD COLUMN user_data_32 INTEGER NOT NULL DEFAULT 0")
 
     # -- the TigerBeetle-like core --------------------------------------
 
@@ -120,6 +204,7 @@ class EmbeddedLedger(Ledger):
         ledger: int = 0,
         code: int = 0,
         pending_id: int | None = None,
+        user_data_32: int = 0,
     ) -> _Result:
         existing = conn.execute("SELECT * FROM transfers WHERE id = ?", (str(ident),)).fetchone()
         if existing is not None:
@@ -130,7 +215,8 @@ class EmbeddedLedger(Ledger):
                 and (
                     kind in (_Kind.POST, _Kind.VOID)
                     or (
-                        existing["amount"] == str(amount)
+                        # A balancing debit records what it moved, not what was asked.
+                        (kind == _Kind.BALANCING_DEBIT or existing["amount"] == str(amount))
                         and existing["debit_account"] == str(debit)
                         and existing["credit_account"] == str(credit)
                         and existing["ledger"] == ledger
@@ -140,7 +226,7 @@ class EmbeddedLedger(Ledger):
             return _Result.EXISTS if same else _Result.EXISTS_DIFFERENT
         if conn.execute("SELECT 1 FROM failed_ids WHERE id = ?", (str(ident),)).fetchone():
             return _Result.ID_ALREADY_FAILED
-        result = self._apply(conn, ident, kind, debit, credit, amount, ledger, code, pending_id)
+        result = self._apply(conn, ident, kind, debit, credit, amount, ledger, code, pending_id, user_data_32)
         if result in _TRANSIENT:
             conn.execute("INSERT INTO failed_ids (id) VALUES (?)", (str(ident),))
         return result
@@ -156,6 +242,7 @@ class EmbeddedLedger(Ledger):
         ledger: int,
         code: int,
         pending_id: int | None,
+        user_data_32: int,
     ) -> _Result:
         if kind in (_Kind.POST, _Kind.VOID):
             assert pending_id is not None
@@ -180,14 +267,16 @@ class EmbeddedLedger(Ledger):
                 return _Result.ACCOUNT_NOT_FOUND
             if debit_account["no_overdraft"]:
                 committed = debit_account["debits_pending"] + debit_account["debits_posted"]
-                if committed + amount > debit_account["credits_posted"]:
+                if kind == _Kind.BALANCING_DEBIT:
+                    amount = max(0, min(amount, debit_account["credits_posted"] - committed))
+                elif committed + amount > debit_account["credits_posted"]:
                     return _Result.EXCEEDS_CREDITS
             prefix = "pending" if kind == _Kind.PENDING else "posted"
             self._add(conn, debit, f"debits_{prefix}", amount)
             self._add(conn, credit, f"credits_{prefix}", amount)
         conn.execute(
-            "INSERT INTO transfers (id, debit_account, credit_account, amount, pending_id, ledger, code, kind)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO transfers (id, debit_account, credit_account, amount, pending_id, ledger, code, kind,"
+            " user_data_32) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 str(ident),
                 str(debit),
@@ -197,9 +286,46 @@ class EmbeddedLedger(Ledger):
                 ledger,
                 code,
                 kind.value,
+                user_data_32,
             ),
         )
         return _Result.OK
+
+    def _create_event(self, conn: sqlite3.Connection, event: _Event) -> _Result:
+        return self._create(
+            conn,
+            event.ident,
+            event.kind,
+            debit=event.debit,
+            credit=event.credit,
+            amount=event.amount,
+            ledger=event.ledger,
+            code=event.code,
+            pending_id=event.pending_id,
+            user_data_32=event.user_data_32,
+        )
+
+    def _create_chain(self, conn: sqlite3.Connection, chain: Sequence[_Event]) -> list[_Result]:
+        """A linked chain: all events land, or none does (TigerBeetle's `flags.linked`).
+
+        As in TigerBeetle, the first event that does not land (`exists`
+        included) gets its own result and every other event of the chain
+        `linked_event_failed`; only the failing event's id can be remembered
+        as failed.
+        """
+        conn.execute("SAVEPOINT chain")
+        for index, event in enumerate(chain):
+            result = self._create_event(conn, event)
+            if result != _Result.OK:
+                conn.execute("ROLLBACK TO SAVEPOINT chain")
+                conn.execute("RELEASE SAVEPOINT chain")
+                if result in _TRANSIENT:
+                    conn.execute("INSERT OR IGNORE INTO failed_ids (id) VALUES (?)", (str(event.ident),))
+                results = [_Result.LINKED_EVENT_FAILED] * len(chain)
+                results[index] = result
+                return results
+        conn.execute("RELEASE SAVEPOINT chain")
+        return [_Result.OK] * len(chain)
 
     # -- the port ---------------------------------------------------------
 
@@ -231,10 +357,16 @@ class EmbeddedLedger(Ledger):
             return DepositOutcome.CONFLICT
         raise LedgerInvariantBroken(f"deposit {deposit_id}: {result.value}")
 
-    def lock(self, transfer: Transfer, asset: Asset) -> LockOutcome:
-        with self._db.transaction() as conn:
-            result = self._create(
-                conn,
+    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+        quota_key = QuotaKey.of_transfer(transfer, asset)
+        if quota_key not in self._opened_quotas:
+            # Opened before the lock: a lock naming a missing quota account would
+            # fail its id for good (id_already_failed).
+            opening = resolve_limit(limit)
+            self.open_quota(quota_key, opening.limit, opening.version)
+            self._opened_quotas.add(quota_key)
+        chain = [
+            _Event(
                 lock_id(transfer.request_id),
                 _Kind.PENDING,
                 debit=account_id(transfer.user_id, transfer.from_type, asset.ledger),
@@ -242,25 +374,47 @@ class EmbeddedLedger(Ledger):
                 amount=transfer.amount,
                 ledger=asset.ledger,
                 code=TransferCode.INTERNAL_TRANSFER,
-            )
-        if result in (_Result.OK, _Result.EXISTS):
-            return LockOutcome.LOCKED
-        if result in (_Result.EXCEEDS_CREDITS, _Result.ACCOUNT_NOT_FOUND, _Result.ID_ALREADY_FAILED):
-            return LockOutcome.INSUFFICIENT_BALANCE
-        if result == _Result.EXISTS_DIFFERENT:
-            return LockOutcome.FENCED
-        raise LedgerInvariantBroken(f"lock {transfer.request_id}: {result.value}")
-
-    def _resolve(self, transfer: Transfer, kind: _Kind) -> ResolveOutcome:
+            ),
+            _Event(
+                quota_lock_id(transfer.request_id),
+                _Kind.PENDING,
+                debit=_quota_account(quota_key),
+                credit=limit_source_account_id(asset.ledger),
+                amount=transfer.amount,
+                ledger=asset.ledger,
+                code=TransferCode.QUOTA_USE,
+            ),
+        ]
         with self._db.transaction() as conn:
-            result = self._create(
-                conn, resolution_id(transfer.request_id), kind, pending_id=lock_id(transfer.request_id)
-            )
-            if result == _Result.EXISTS_DIFFERENT:
-                row = conn.execute(
-                    "SELECT kind FROM transfers WHERE id = ?", (str(resolution_id(transfer.request_id)),)
-                ).fetchone()
-                result = _Result.ALREADY_POSTED if row["kind"] == _Kind.POST.value else _Result.ALREADY_VOIDED
+            move, quota = self._create_chain(conn, chain)
+        if move in (_Result.OK, _Result.EXISTS):
+            return LockOutcome.LOCKED
+        if move in (_Result.EXCEEDS_CREDITS, _Result.ACCOUNT_NOT_FOUND, _Result.ID_ALREADY_FAILED):
+            return LockOutcome.INSUFFICIENT_BALANCE
+        if move == _Result.EXISTS_DIFFERENT:
+            return LockOutcome.FENCED
+        if move == _Result.LINKED_EVENT_FAILED and quota in (_Result.EXCEEDS_CREDITS, _Result.ID_ALREADY_FAILED):
+            return LockOutcome.LIMIT_EXCEEDED
+        raise LedgerInvariantBroken(f"lock {transfer.request_id}: {move.value}, quota {quota.value}")
+
+    @staticmethod
+    def _resolution_chain(transfer: Transfer, kind: _Kind) -> list[_Event]:
+        return [
+            _Event(resolution_id(transfer.request_id), kind, pending_id=lock_id(transfer.request_id)),
+            _Event(quota_resolution_id(transfer.request_id), kind, pending_id=quota_lock_id(transfer.request_id)),
+        ]
+
+    def _resolve(self, conn: sqlite3.Connection, transfer: Transfer, kind: _Kind) -> ResolveOutcome:
+        chain = self._resolution_chain(transfer, kind)
+        result, quota = self._create_chain(conn, chain)
+        if result == _Result.LINKED_EVENT_FAILED and quota in (_Result.PENDING_NOT_FOUND, _Result.ID_ALREADY_FAILED):
+            # A lock made before limits existed has no quota debit: resolve it alone.
+            result = self._create_event(conn, chain[0])
+        elif result == _Result.LINKED_EVENT_FAILED:
+            raise LedgerInvariantBroken(f"resolve {transfer.request_id}: quota answered {quota.value}")
+        if result == _Result.EXISTS_DIFFERENT:
+            row = conn.execute("SELECT kind FROM transfers WHERE id = ?", (str(chain[0].ident),)).fetchone()
+            result = _Result.ALREADY_POSTED if row["kind"] == _Kind.POST.value else _Result.ALREADY_VOIDED
         if result == _Result.OK or result == _Result.EXISTS:
             return ResolveOutcome.POSTED if kind == _Kind.POST else ResolveOutcome.VOIDED
         if result == _Result.ALREADY_POSTED:
@@ -272,7 +426,47 @@ class EmbeddedLedger(Ledger):
         raise LedgerInvariantBroken(f"resolve {transfer.request_id}: {result.value}")
 
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
-        return [self._resolve(r.transfer, _Kind.POST if r.post else _Kind.VOID) for r in resolutions]
+        with self._db.transaction() as conn:
+            return [self._resolve(conn, r.transfer, _Kind.POST if r.post else _Kind.VOID) for r in resolutions]
+
+    # -- daily quotas -------------------------------------------------------
+
+    def open_quota(self, key: QuotaKey, limit: int, version: int) -> None:
+        ledger = key.asset.ledger
+        with self._db.transaction() as conn:
+            self._open(conn, limit_source_account_id(ledger), ledger, AccountCode.LIMIT_SOURCE, False)
+            self._open(conn, _quota_account(key), ledger, QUOTA_CODE_OF[key.direction], True)
+            result = self._create_event(conn, _grant(key, 0, limit, user_data_32=version))
+        if result not in (_Result.OK, _Result.EXISTS, _Result.EXISTS_DIFFERENT):
+            raise LedgerInvariantBroken(f"open quota {_quota_account(key)}: {result.value}")
+
+    def quota_opening_version(self, key: QuotaKey) -> int | None:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT user_data_32 FROM transfers WHERE id = ?", (str(_grant(key, 0, 0).ident),)
+            ).fetchone()
+        return None if row is None else int(row["user_data_32"])
+
+    def adjust_quota(self, key: QuotaKey, adjustments: Sequence[tuple[int, int]]) -> None:
+        with self._db.transaction() as conn:
+            for version, delta in adjustments:
+                event = _grant(key, version, delta) if delta > 0 else _cut(key, version, -delta)
+                result = self._create_event(conn, event)
+                if result not in (_Result.OK, _Result.EXISTS, _Result.EXISTS_DIFFERENT):
+                    raise LedgerInvariantBroken(f"adjust quota {_quota_account(key)} v{version}: {result.value}")
+
+    def quota_balances(self, keys: Sequence[QuotaKey]) -> dict[QuotaKey, QuotaBalance]:
+        found = {}
+        with self._db.reading() as conn:
+            for key in keys:
+                account = self._account(conn, _quota_account(key))
+                if account is not None:
+                    found[key] = QuotaBalance(
+                        granted=account["credits_posted"],
+                        consumed=account["debits_posted"],
+                        held=account["debits_pending"],
+                    )
+        return found
 
     def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:
         with self._db.transaction() as conn:
@@ -294,20 +488,18 @@ class EmbeddedLedger(Ledger):
         raise LedgerInvariantBroken(f"fence {transfer.request_id}: {result.value}")
 
     def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState:
+        ids = [lock_id, resolution_id, quota_lock_id, quota_resolution_id]
         with self._db.reading() as conn:
-            lock = conn.execute(
-                "SELECT code FROM transfers WHERE id = ?", (str(lock_id(transfer.request_id)),)
-            ).fetchone()
-            if lock is None:
-                return LedgerState.ABSENT
-            if lock["code"] == TransferCode.FENCE:
-                return LedgerState.FENCED
-            resolution = conn.execute(
-                "SELECT kind FROM transfers WHERE id = ?", (str(resolution_id(transfer.request_id)),)
-            ).fetchone()
-        if resolution is None:
-            return LedgerState.PENDING
-        return LedgerState.POSTED if resolution["kind"] == _Kind.POST.value else LedgerState.VOIDED
+            lock, resolution, quota_lock, quota_resolution = (
+                conn.execute("SELECT code, kind FROM transfers WHERE id = ?", (str(i(transfer.request_id)),)).fetchone()
+                for i in ids
+            )
+        state = _state(lock, resolution)
+        # The quota debit is linked to the lock and its resolution to the
+        # lock's: it is absent (a lock from before limits) or in the same state.
+        if quota_lock is not None and _state(quota_lock, quota_resolution) != state:
+            raise LedgerInvariantBroken(f"state of {transfer.request_id}: the quota debit is not {state.value}")
+        return state
 
     def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]:
         balances = []

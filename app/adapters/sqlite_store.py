@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
+from app.domain.account_model import Direction
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
+from app.domain.limits import LimitOverride
 from app.domain.transfer import (
     API,
     AccountType,
@@ -34,6 +36,11 @@ CREATE INDEX IF NOT EXISTS open_transfers ON transfers (status, request_id)
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     user_id INTEGER NOT NULL, key TEXT NOT NULL, request_id INTEGER NOT NULL,
     fingerprint TEXT NOT NULL, PRIMARY KEY (user_id, key)
+);
+CREATE TABLE IF NOT EXISTS limit_overrides (
+    user_id INTEGER NOT NULL, asset TEXT NOT NULL, direction TEXT NOT NULL, version INTEGER NOT NULL,
+    limit_units TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, set_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, asset, direction, version)
 );
 CREATE TABLE IF NOT EXISTS audit_trail (
     request_id INTEGER NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
@@ -264,6 +271,44 @@ class SqliteTransferStore(TransferStore):
         with self._db.reading() as conn:
             row = conn.execute("SELECT * FROM deposits WHERE deposit_id = ?", (deposit_id,)).fetchone()
         return None if row is None else _row_to_deposit(row)
+
+    def add_limit_override(self, override: LimitOverride) -> bool:
+        with self._db.transaction() as conn:
+            return bool(
+                conn.execute(
+                    "INSERT OR IGNORE INTO limit_overrides (user_id, asset, direction, version, limit_units, actor,"
+                    " reason, set_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        override.user_id,
+                        override.asset,
+                        override.direction.value,
+                        override.version,
+                        str(override.limit),
+                        override.actor,
+                        override.reason,
+                        override.set_at.isoformat(),
+                    ),
+                ).rowcount
+            )
+
+    def limit_overrides(self, user_id: int) -> list[LimitOverride]:
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT * FROM limit_overrides WHERE user_id = ? ORDER BY asset, direction, version", (user_id,)
+            ).fetchall()
+        return [
+            LimitOverride(
+                user_id=row["user_id"],
+                asset=row["asset"],
+                direction=Direction(row["direction"]),
+                version=row["version"],
+                limit=int(row["limit_units"]),
+                actor=row["actor"],
+                reason=row["reason"],
+                set_at=datetime.fromisoformat(row["set_at"]),
+            )
+            for row in rows
+        ]
 
     def ping(self) -> None:
         with self._db.reading() as conn:

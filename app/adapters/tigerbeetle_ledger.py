@@ -21,6 +21,16 @@ Transfers:
     user_data_32    the TransferKind: LOCK=1 (locks and fences), RESOLUTION=2, DEPOSIT=3
     timeout         0: pending transfers never expire; only a post or a void ends them
 
+Quotas (daily limits; see docs/ledger.md):
+    accounts        quota_account_id(user, ledger, direction, day), code QUOTA_*,
+                    DEBITS_MUST_NOT_EXCEED_CREDITS (the limit check), user_data_64
+                    the user id; limit_source_account_id(ledger), code LIMIT_SOURCE
+    transfers       a lock is a LINKED chain: the move's pending transfer, then the
+                    quota's pending debit (quota_lock_id, code QUOTA_USE); its post
+                    or void is the same chain of the two resolutions. Grants
+                    (QUOTA_GRANT, user_data_32 = the limit version the day was
+                    opened with) and cuts (QUOTA_CUT, BALANCING_DEBIT) change it.
+
 Every value above is a function of the ids, so a retry sends the very same
 event and TigerBeetle answers `exists`.
 
@@ -50,15 +60,23 @@ from tigerbeetle.client import InitError
 
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
+    QUOTA_CODE_OF,
     AccountCode,
     TransferCode,
     TransferKind,
     account_id,
     deposit_transfer_id,
+    limit_source_account_id,
     lock_id,
+    quota_account_id,
+    quota_cut_id,
+    quota_grant_id,
+    quota_lock_id,
+    quota_resolution_id,
     resolution_id,
     system_account_id,
 )
+from app.domain.limits import QuotaKey
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import DependencyUnavailable, LedgerInvariantBroken
@@ -68,9 +86,13 @@ from app.ports.ledger import (
     FenceOutcome,
     Ledger,
     LedgerState,
+    LimitSource,
     LockOutcome,
+    OpenedQuotas,
+    QuotaBalance,
     Resolution,
     ResolveOutcome,
+    resolve_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -132,6 +154,56 @@ def _resolve(host: str, port: int) -> str:
     return f"{infos[0][4][0]}:{port}"
 
 
+def _quota_account(key: QuotaKey) -> int:
+    return quota_account_id(key.user_id, key.asset.ledger, key.direction, key.day)
+
+
+def _grant(key: QuotaKey, version: int, amount: int, opened_with: int) -> tb.Transfer:
+    """Limit-source -> quota: the day's opening limit (version 0 slot) or an override's raise."""
+    return tb.Transfer(
+        id=quota_grant_id(key.user_id, key.asset.ledger, key.direction, key.day, version),
+        debit_account_id=limit_source_account_id(key.asset.ledger),
+        credit_account_id=_quota_account(key),
+        amount=amount,
+        user_data_128=key.user_id,
+        user_data_64=version,
+        user_data_32=opened_with,
+        ledger=key.asset.ledger,
+        code=TransferCode.QUOTA_GRANT,
+        flags=tb.TransferFlags.NONE,
+    )
+
+
+def _cut(key: QuotaKey, version: int, amount: int) -> tb.Transfer:
+    """Quota -> limit-source, at most what remains: an override lowering the limit."""
+    return tb.Transfer(
+        id=quota_cut_id(key.user_id, key.asset.ledger, key.direction, key.day, version),
+        debit_account_id=_quota_account(key),
+        credit_account_id=limit_source_account_id(key.asset.ledger),
+        amount=amount,
+        user_data_128=key.user_id,
+        user_data_64=version,
+        user_data_32=0,
+        ledger=key.asset.ledger,
+        code=TransferCode.QUOTA_CUT,
+        flags=tb.TransferFlags.BALANCING_DEBIT,
+    )
+
+
+def _state(request_id: int, lock: tb.Transfer | None, resolution: tb.Transfer | None) -> LedgerState:
+    if lock is None:
+        return LedgerState.ABSENT
+    if lock.code == TransferCode.FENCE:
+        return LedgerState.FENCED
+    if resolution is None:
+        return LedgerState.PENDING
+    if resolution.flags & tb.TransferFlags.POST_PENDING_TRANSFER:
+        return LedgerState.POSTED
+    if resolution.flags & tb.TransferFlags.VOID_PENDING_TRANSFER:
+        return LedgerState.VOIDED
+    raise LedgerInvariantBroken(f"state of {request_id}: resolution has flags {resolution.flags!r}")
+
+
 class _Connection:
     """One TigerBeetle client; closed at most once (closing twice is not allowed by the client)."""
 
@@ -183,6 +255,7 @@ class TigerBeetleLedger(Ledger):
         self._executor: ThreadPoolExecutor | None = None
         self._connection: _Connection | None = None
         self._closed = False
+        self._opened_quotas = OpenedQuotas()
 
     @classmethod
     def from_url(cls, url: str) -> TigerBeetleLedger:
@@ -352,8 +425,9 @@ class TigerBeetleLedger(Ledger):
             return DepositOutcome.CONFLICT
         raise _unexpected("deposit", deposit_id, status)
 
-    def _lock_event(self, transfer: Transfer, asset: Asset, *, fence: bool) -> tb.Transfer:
-        """The pending transfer, or the zero-amount fence that takes its id."""
+    def _lock_event(self, transfer: Transfer, asset: Asset, *, fence: bool, linked: bool = False) -> tb.Transfer:
+        """The pending transfer (`linked` to the quota debit after it), or the zero-amount fence that takes its id."""
+        flags = tb.TransferFlags.NONE if fence else tb.TransferFlags.PENDING
         return tb.Transfer(
             id=lock_id(transfer.request_id),
             debit_account_id=account_id(transfer.user_id, transfer.from_type, asset.ledger),
@@ -365,14 +439,49 @@ class TigerBeetleLedger(Ledger):
             timeout=0,
             ledger=asset.ledger,
             code=TransferCode.FENCE if fence else TransferCode.INTERNAL_TRANSFER,
-            flags=tb.TransferFlags.NONE if fence else tb.TransferFlags.PENDING,
+            flags=flags | tb.TransferFlags.LINKED if linked else flags,
         )
 
-    def lock(self, transfer: Transfer, asset: Asset) -> LockOutcome:
-        status = self._create_transfer("lock", self._lock_event(transfer, asset, fence=False))
-        if status in _CREATED_OR_EXISTS:
+    def _create_transfers(self, operation: str, events: list[tb.Transfer]) -> list[_Status]:
+        results = self._call(operation, lambda client: client.create_transfers(events))
+        # The client reports one result per event, in order.
+        if len(results) != len(events):
+            raise LedgerInvariantBroken(f"{operation}: {len(results)} results for {len(events)} transfers")
+        return [_Status(result.status) for result in results]
+
+    @staticmethod
+    def _quota_use_event(transfer: Transfer, asset: Asset) -> tb.Transfer:
+        """The quota's pending debit that rides with a lock (the last event of its linked chain)."""
+        key = QuotaKey.of_transfer(transfer, asset)
+        return tb.Transfer(
+            id=quota_lock_id(transfer.request_id),
+            debit_account_id=_quota_account(key),
+            credit_account_id=limit_source_account_id(asset.ledger),
+            amount=_check_amount(transfer.amount),
+            user_data_128=transfer.user_id,
+            user_data_64=transfer.request_id,
+            user_data_32=TransferKind.QUOTA_LOCK,
+            timeout=0,
+            ledger=asset.ledger,
+            code=TransferCode.QUOTA_USE,
+            flags=tb.TransferFlags.PENDING,
+        )
+
+    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+        quota_key = QuotaKey.of_transfer(transfer, asset)
+        if quota_key not in self._opened_quotas:
+            # Opened before the lock: a lock naming a missing quota account would
+            # fail its id for good (id_already_failed).
+            opening = resolve_limit(limit)
+            self.open_quota(quota_key, opening.limit, opening.version)
+            self._opened_quotas.add(quota_key)
+        move_event = self._lock_event(transfer, asset, fence=False, linked=True)
+        move, quota = self._create_transfers("lock", [move_event, self._quota_use_event(transfer, asset)])
+        # A retry of a chain that landed is answered [exists, linked_event_failed]:
+        # the move's answer decides, the quota's only when the move was not judged.
+        if move in _CREATED_OR_EXISTS:
             return LockOutcome.LOCKED
-        if status in (
+        if move in (
             _Status.EXCEEDS_CREDITS,
             _Status.DEBIT_ACCOUNT_NOT_FOUND,
             _Status.CREDIT_ACCOUNT_NOT_FOUND,
@@ -381,37 +490,54 @@ class TigerBeetleLedger(Ledger):
             _Status.ID_ALREADY_FAILED,
         ):
             return LockOutcome.INSUFFICIENT_BALANCE
-        if status in _TRANSFER_EXISTS_DIFFERENT:
+        if move in _TRANSFER_EXISTS_DIFFERENT:
             return LockOutcome.FENCED
-        raise _unexpected("lock", transfer.request_id, status)
+        if move == _Status.LINKED_EVENT_FAILED and quota in (_Status.EXCEEDS_CREDITS, _Status.ID_ALREADY_FAILED):
+            # The quota cannot hold it (now, or when this id was first tried).
+            return LockOutcome.LIMIT_EXCEEDED
+        log.error("TigerBeetle answered %s, quota %s, to lock %d", move.name, quota.name, transfer.request_id)
+        raise LedgerInvariantBroken(f"lock {transfer.request_id}: TigerBeetle answered {move.name}, quota {quota.name}")
 
     @staticmethod
-    def _resolution_event(transfer: Transfer, post: bool) -> tb.Transfer:
+    def _resolution_event(transfer: Transfer, post: bool, *, quota: bool = False, linked: bool = False) -> tb.Transfer:
+        flags = tb.TransferFlags.POST_PENDING_TRANSFER if post else tb.TransferFlags.VOID_PENDING_TRANSFER
         return tb.Transfer(
-            id=resolution_id(transfer.request_id),
-            pending_id=lock_id(transfer.request_id),
+            id=(quota_resolution_id if quota else resolution_id)(transfer.request_id),
+            pending_id=(quota_lock_id if quota else lock_id)(transfer.request_id),
             # A post of AMOUNT_MAX posts the whole pending amount; a void takes 0.
             amount=tb.AMOUNT_MAX if post else 0,
             user_data_128=transfer.user_id,
             user_data_64=transfer.request_id,
-            user_data_32=TransferKind.RESOLUTION,
+            user_data_32=TransferKind.QUOTA_RESOLUTION if quota else TransferKind.RESOLUTION,
             timeout=0,
-            flags=tb.TransferFlags.POST_PENDING_TRANSFER if post else tb.TransferFlags.VOID_PENDING_TRANSFER,
+            flags=flags | tb.TransferFlags.LINKED if linked else flags,
         )
 
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
-        """All posts and voids in one create_transfers request (not linked: each stands alone)."""
+        """All posts and voids in one create_transfers request: one linked chain (move, quota) per lock."""
         if not resolutions:
             return []
-        events = [self._resolution_event(r.transfer, r.post) for r in resolutions]
-        results = self._call("resolve", lambda client: client.create_transfers(events))
-        # The client reports one result per event, in order.
-        if len(results) != len(events):
-            raise LedgerInvariantBroken(f"resolve: {len(results)} results for {len(events)} transfers")
-        return [
-            self._resolution_outcome(r.transfer, r.post, _Status(result.status))
-            for r, result in zip(resolutions, results, strict=True)
-        ]
+        events = []
+        for r in resolutions:
+            events.append(self._resolution_event(r.transfer, r.post, linked=True))
+            events.append(self._resolution_event(r.transfer, r.post, quota=True))
+        statuses = self._create_transfers("resolve", events)
+        moves: list[_Status] = statuses[0::2]
+        alone = []
+        for index, (r, move, quota) in enumerate(zip(resolutions, moves, statuses[1::2], strict=True)):
+            if move != _Status.LINKED_EVENT_FAILED:
+                continue
+            if quota not in (_Status.PENDING_TRANSFER_NOT_FOUND, _Status.ID_ALREADY_FAILED):
+                raise _unexpected("resolve quota of", r.transfer.request_id, quota)
+            # A lock made before limits existed has no quota debit: resolve it alone.
+            alone.append(index)
+        if alone:
+            singles = self._create_transfers(
+                "resolve", [self._resolution_event(resolutions[i].transfer, resolutions[i].post) for i in alone]
+            )
+            for index, status in zip(alone, singles, strict=True):
+                moves[index] = status
+        return [self._resolution_outcome(r.transfer, r.post, move) for r, move in zip(resolutions, moves, strict=True)]
 
     def _resolution_outcome(self, transfer: Transfer, post: bool, status: _Status) -> ResolveOutcome:
         operation = "post" if post else "void"
@@ -450,22 +576,80 @@ class TigerBeetleLedger(Ledger):
             return FenceOutcome.ALREADY_LOCKED
         raise _unexpected("fence", transfer.request_id, status)
 
+    # -- daily quotas -------------------------------------------------------
+
+    def open_quota(self, key: QuotaKey, limit: int, version: int) -> None:
+        ledger = key.asset.ledger
+        accounts = [
+            tb.Account(
+                id=limit_source_account_id(ledger),
+                ledger=ledger,
+                code=AccountCode.LIMIT_SOURCE,
+                flags=tb.AccountFlags.NONE,
+                user_data_64=0,
+            ),
+            tb.Account(
+                id=_quota_account(key),
+                ledger=ledger,
+                code=QUOTA_CODE_OF[key.direction],
+                flags=tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                user_data_64=key.user_id,
+            ),
+        ]
+        results = self._call("create_accounts", lambda client: client.create_accounts(accounts))
+        for account, result in zip(accounts, results, strict=True):
+            status = _AccountStatus(result.status)
+            if status not in (_AccountStatus.CREATED, _AccountStatus.EXISTS):
+                raise _unexpected("create account", account.id, status)
+        (grant,) = self._create_transfers("open quota", [_grant(key, 0, limit, version)])
+        # EXISTS_WITH_DIFFERENT_AMOUNT: opened first with another limit (an override
+        # raced the first transfer of the day); the override's adjustment follows.
+        if grant not in _CREATED_OR_EXISTS and grant not in _TRANSFER_EXISTS_DIFFERENT:
+            raise _unexpected("open quota", _quota_account(key), grant)
+
+    def quota_opening_version(self, key: QuotaKey) -> int | None:
+        ident = _grant(key, 0, 0, 0).id
+        found = self._lookup_transfers([ident]).get(ident)
+        return None if found is None else int(found.user_data_32)
+
+    def adjust_quota(self, key: QuotaKey, adjustments: Sequence[tuple[int, int]]) -> None:
+        if not adjustments:
+            return
+        events = [_grant(key, v, d, 0) if d > 0 else _cut(key, v, -d) for v, d in adjustments]
+        for event, status in zip(events, self._create_transfers("adjust quota", events), strict=True):
+            # EXISTS*: this version was applied before (a retry, or another operator catching up).
+            if status not in _CREATED_OR_EXISTS and status not in _TRANSFER_EXISTS_DIFFERENT:
+                raise _unexpected("adjust quota", event.id, status)
+
+    def quota_balances(self, keys: Sequence[QuotaKey]) -> dict[QuotaKey, QuotaBalance]:
+        if not keys:
+            return {}
+        ids = [_quota_account(key) for key in keys]
+        found = {a.id: a for a in self._call("lookup_accounts", lambda client: client.lookup_accounts(ids))}
+        return {
+            key: QuotaBalance(granted=a.credits_posted, consumed=a.debits_posted, held=a.debits_pending)
+            for key in keys
+            if (a := found.get(_quota_account(key))) is not None
+        }
+
     def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState:
-        # One lookup of both ids: a consistent snapshot. The pending transfer
+        # One lookup of all four ids: a consistent snapshot. A pending transfer
         # keeps its PENDING flag once resolved, so the resolution tells the state.
-        lock, resolution = lock_id(transfer.request_id), resolution_id(transfer.request_id)
-        found = self._lookup_transfers([lock, resolution])
-        if lock not in found:
-            return LedgerState.ABSENT
-        if found[lock].code == TransferCode.FENCE:
-            return LedgerState.FENCED
-        if resolution not in found:
-            return LedgerState.PENDING
-        if found[resolution].flags & tb.TransferFlags.POST_PENDING_TRANSFER:
-            return LedgerState.POSTED
-        if found[resolution].flags & tb.TransferFlags.VOID_PENDING_TRANSFER:
-            return LedgerState.VOIDED
-        raise LedgerInvariantBroken(f"state of {transfer.request_id}: resolution has flags {found[resolution].flags!r}")
+        request_id = transfer.request_id
+        found = self._lookup_transfers(
+            [lock_id(request_id), resolution_id(request_id), quota_lock_id(request_id), quota_resolution_id(request_id)]
+        )
+        state = _state(request_id, found.get(lock_id(request_id)), found.get(resolution_id(request_id)))
+        quota_lock = found.get(quota_lock_id(request_id))
+        # The quota debit is linked to the lock and its resolution to the
+        # lock's: it is absent (a lock from before limits) or in the same state.
+        if (
+            quota_lock is not None
+            and _state(request_id, quota_lock, found.get(quota_resolution_id(request_id))) != state
+        ):
+            log.error("request %d: its quota debit is not %s in TigerBeetle", request_id, state.value)
+            raise LedgerInvariantBroken(f"state of {request_id}: the quota debit is not {state.value}")
+        return state
 
     def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]:
         wanted = [

@@ -39,7 +39,10 @@ class InternalTransfers(MethodView):
     @blp.response(202, TransferSchema, description="Accepted: funds are locked, the engine is asked.")
     @blp.alt_response(200, schema=TransferSchema, description="A replay of an Idempotency-Key.")
     @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid request.")
-    @blp.alt_response(422, schema=ApiErrorSchema, description="INSUFFICIENT_BALANCE; recorded as failed.")
+    @blp.alt_response(
+        422, schema=ApiErrorSchema, description="INSUFFICIENT_BALANCE or DAILY_LIMIT_EXCEEDED; recorded as failed."
+    )
+    @blp.alt_response(429, schema=ApiErrorSchema, description="RATE_LIMITED; retry after Retry-After seconds.")
     @blp.alt_response(409, schema=ApiErrorSchema, description="IDEMPOTENCY_KEY_REUSED.")
     @blp.alt_response(503, schema=ApiErrorSchema, description="DEPENDENCY_UNAVAILABLE; retry.")
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -10,6 +10,10 @@ the same ids and codes, and operators can read TigerBeetle alone.
   request id can never collide with each other or with a deposit's:
   lock (the pending transfer), resolution (its post *or* its void: one id, so
   whichever lands first wins), and deposit.
+* Daily limits live in quota accounts, one per (user, asset, direction, UTC
+  day), credited from the asset's limit-source account with the day's limit.
+  A lock debits the quota with a pending transfer linked to the move's, so
+  the ledger itself refuses a lock past the limit. See docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ _MAX_LOCAL_ID = (1 << 64) - 1
 class AccountCode(enum.IntEnum):
     FUNDING = 1
     SPOT = 2
+    # Daily quota accounts, one code per direction (the direction is part of the id).
+    QUOTA_FUNDING_TO_SPOT = 3
+    QUOTA_SPOT_TO_FUNDING = 4
+    # Per asset: the counterpart of every quota movement (grants, consumption, cuts).
+    LIMIT_SOURCE = 8
     SYSTEM = 9
 
 
@@ -33,12 +42,24 @@ class TransferCode(enum.IntEnum):
     DEPOSIT = 2
     # A zero-amount transfer that takes a lock's id so that lock can never land.
     FENCE = 3
+    # Limit-source -> quota: the day's limit, or an override's raise.
+    QUOTA_GRANT = 4
+    # Quota -> limit-source, balancing: an override lowering the day's limit.
+    QUOTA_CUT = 5
+    # Quota -> limit-source, pending: the quota's share of a lock, linked to it.
+    QUOTA_USE = 6
 
 
 class TransferKind(enum.IntEnum):
     LOCK = 1
     RESOLUTION = 2
     DEPOSIT = 3
+    # The quota debit linked to a lock, and its post or void (same local id: the request id).
+    QUOTA_LOCK = 4
+    QUOTA_RESOLUTION = 5
+    # Grants and cuts of one quota account; local id = quota_local_id(key, version).
+    QUOTA_GRANT = 6
+    QUOTA_CUT = 7
 
 
 ACCOUNT_CODE_OF = {AccountType.FUNDING: AccountCode.FUNDING, AccountType.SPOT: AccountCode.SPOT}
@@ -71,3 +92,77 @@ def resolution_id(request_id: int) -> int:
 
 def deposit_transfer_id(deposit_id: int) -> int:
     return transfer_id(TransferKind.DEPOSIT, deposit_id)
+
+
+# -- daily quotas ---------------------------------------------------------
+
+_MAX_LEDGER_FOR_QUOTA = (1 << 16) - 1
+_MAX_DAY = (1 << 16) - 1  # days since 1970-01-01: good until the year 2149
+_VERSION_BITS = 23
+MAX_QUOTA_VERSION = (1 << _VERSION_BITS) - 1
+
+
+class Direction(enum.StrEnum):
+    FUNDING_TO_SPOT = "funding_to_spot"
+    SPOT_TO_FUNDING = "spot_to_funding"
+
+    @classmethod
+    def of(cls, from_type: AccountType, to_type: AccountType) -> Direction:
+        if (from_type, to_type) == (AccountType.FUNDING, AccountType.SPOT):
+            return cls.FUNDING_TO_SPOT
+        if (from_type, to_type) == (AccountType.SPOT, AccountType.FUNDING):
+            return cls.SPOT_TO_FUNDING
+        raise ValueError(f"no direction from {from_type} to {to_type}")
+
+
+QUOTA_CODE_OF = {
+    Direction.FUNDING_TO_SPOT: AccountCode.QUOTA_FUNDING_TO_SPOT,
+    Direction.SPOT_TO_FUNDING: AccountCode.QUOTA_SPOT_TO_FUNDING,
+}
+
+
+def _check_quota_parts(user_id: int, ledger: int, day: int) -> None:
+    if not 0 < user_id <= _MAX_LOCAL_ID:
+        raise ValueError("user ids are positive 64-bit integers")
+    if not 0 < ledger <= _MAX_LEDGER_FOR_QUOTA:
+        raise ValueError("quota accounts need a ledger number below 2^16")
+    if not 0 <= day <= _MAX_DAY:
+        raise ValueError("quota days are 0..65535 days since 1970-01-01")
+
+
+def quota_account_id(user_id: int, ledger: int, direction: Direction, day: int) -> int:
+    """user_id << 64 | day << 32 | ledger << 16 | code: the day sits in bits that are 0 in every other account id."""
+    _check_quota_parts(user_id, ledger, day)
+    return (user_id << 64) | (day << 32) | (ledger << 16) | QUOTA_CODE_OF[direction]
+
+
+def limit_source_account_id(ledger: int) -> int:
+    return (ledger << 16) | AccountCode.LIMIT_SOURCE
+
+
+def quota_local_id(user_id: int, ledger: int, direction: Direction, day: int, version: int) -> int:
+    """The 120-bit local id of a quota's grant or cut for one limit version (0: the day's first grant).
+
+    user (64 bits) | day (16) | ledger (16) | direction (1) | version (23).
+    """
+    _check_quota_parts(user_id, ledger, day)
+    if not 0 <= version <= MAX_QUOTA_VERSION:
+        raise ValueError(f"limit versions are 0..{MAX_QUOTA_VERSION}")
+    bit = 0 if direction == Direction.FUNDING_TO_SPOT else 1
+    return (user_id << 56) | (day << 40) | (ledger << 24) | (bit << _VERSION_BITS) | version
+
+
+def quota_grant_id(user_id: int, ledger: int, direction: Direction, day: int, version: int) -> int:
+    return (int(TransferKind.QUOTA_GRANT) << _KIND_SHIFT) | quota_local_id(user_id, ledger, direction, day, version)
+
+
+def quota_cut_id(user_id: int, ledger: int, direction: Direction, day: int, version: int) -> int:
+    return (int(TransferKind.QUOTA_CUT) << _KIND_SHIFT) | quota_local_id(user_id, ledger, direction, day, version)
+
+
+def quota_lock_id(request_id: int) -> int:
+    return transfer_id(TransferKind.QUOTA_LOCK, request_id)
+
+
+def quota_resolution_id(request_id: int) -> int:
+    return transfer_id(TransferKind.QUOTA_RESOLUTION, request_id)

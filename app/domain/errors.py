@@ -24,3 +24,20 @@ class ValidationFailed(DomainError):
 
 class IllegalTransition(DomainError):
     code = "ILLEGAL_TRANSITION"
+
+
+# -- daily transfer limits (app/domain/limits.py, docs/ledger.md) ----------
+
+
+class DailyLimitExceeded(DomainError):
+    """The day's quota for this asset and direction cannot hold the amount; `details` has what remains."""
+
+    code = "DAILY_LIMIT_EXCEEDED"
+    http_status = 422
+
+
+class OverrideConflict(DomainError):
+    """Operators kept claiming the same override version at once; nothing was changed."""
+
+    code = "OVERRIDE_CONFLICT"
+    http_status = 409

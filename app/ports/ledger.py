@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from app.domain.limits import EffectiveLimit, QuotaKey
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 
@@ -15,6 +18,7 @@ class LockOutcome(enum.Enum):
     LOCKED = "locked"  # now, or by an earlier attempt with the same id
     INSUFFICIENT_BALANCE = "insufficient_balance"
     FENCED = "fenced"  # the id was fenced by the scanner; it can never lock
+    LIMIT_EXCEEDED = "limit_exceeded"  # the day's quota cannot hold it; final for this request id
 
 
 class ResolveOutcome(enum.Enum):
@@ -50,12 +54,55 @@ class AccountBalance:
 
 
 @dataclass(frozen=True)
+class QuotaBalance:
+    """A quota account: `granted` the day's limit (plus raises), `consumed` posted locks (plus cuts)."""
+
+    granted: int
+    consumed: int
+    held: int  # pending locks
+
+    @property
+    def remaining(self) -> int:
+        return self.granted - self.consumed - self.held
+
+
+@dataclass(frozen=True)
 class Resolution:
     """Post (`post=True`) or void the pending lock of `transfer`."""
 
     transfer: Transfer
     asset: Asset
     post: bool
+
+
+# The day's limit, or how to get it (a store read, only when a quota must be opened).
+LimitSource = EffectiveLimit | Callable[[], EffectiveLimit]
+
+
+def resolve_limit(limit: LimitSource) -> EffectiveLimit:
+    return limit if isinstance(limit, EffectiveLimit) else limit()
+
+
+class OpenedQuotas:
+    """The quotas this process has seen open, so a lock needs one request, not three.
+
+    Bounded: forgetting one only costs an idempotent re-open.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._keys: OrderedDict[QuotaKey, None] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: QuotaKey) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def add(self, key: QuotaKey) -> None:
+        with self._lock:
+            self._keys[key] = None
+            while len(self._keys) > self._capacity:
+                self._keys.popitem(last=False)
 
 
 class Ledger(abc.ABC):
@@ -69,12 +116,47 @@ class Ledger(abc.ABC):
         """Credit the user's funding account from the asset's system account."""
 
     @abc.abstractmethod
-    def lock(self, transfer: Transfer, asset: Asset) -> LockOutcome:
-        """Create the pending transfer; the no-overdraft flag is the balance check."""
+    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+        """Create the pending transfer linked to a pending debit of its day's quota, in one request.
+
+        Both land or neither does. The no-overdraft flags are the checks: the
+        source account's is the balance check, the quota account's the daily
+        limit. `limit` (or what it returns, called only then) opens the day's
+        quota if this process has not seen it open yet (`open_quota`: one
+        more request, once per quota and process).
+        """
 
     @abc.abstractmethod
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
-        """Post or void each pending lock, in one request to the ledger; one outcome per resolution."""
+        """Post or void each pending lock together with its quota debit, in one request to the ledger.
+
+        One outcome per resolution. A lock without a quota debit (made before
+        limits existed) is resolved alone.
+        """
+
+    @abc.abstractmethod
+    def open_quota(self, key: QuotaKey, limit: int, version: int) -> None:
+        """Create the day's quota account and credit it `limit`, the limit of override `version` (0: default).
+
+        Idempotent; if the quota is already open (with whatever limit), nothing changes.
+        """
+
+    @abc.abstractmethod
+    def quota_opening_version(self, key: QuotaKey) -> int | None:
+        """The override version the quota was opened with; None if it is not open."""
+
+    @abc.abstractmethod
+    def adjust_quota(self, key: QuotaKey, adjustments: Sequence[tuple[int, int]]) -> None:
+        """Apply (version, delta) changes of the limit to an open quota, in one request.
+
+        A raise credits `delta`; a cut debits at most what remains (a balancing
+        debit): what is already used or locked stays. Each version has its own
+        transfer id, so applying a version twice changes nothing.
+        """
+
+    @abc.abstractmethod
+    def quota_balances(self, keys: Sequence[QuotaKey]) -> dict[QuotaKey, QuotaBalance]:
+        """The quota accounts that are open, by key."""
 
     def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
         return self.resolve_many([Resolution(transfer, asset, post=True)])[0]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.deposit import DepositAudit
+from app.domain.limits import LimitOverride
 from app.domain.transfer import AuditActor, AuditEntry, Status, Transfer
 
 
@@ -120,6 +121,20 @@ class TransferStore(abc.ABC):
     @abc.abstractmethod
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an action that changed no status (an operator's re-send, say)."""
+
+    # -- per-user daily limit overrides (operators only) -----------------------
+
+    @abc.abstractmethod
+    def add_limit_override(self, override: LimitOverride) -> bool:
+        """Record one new version of an override; False (and nothing written) if that version exists.
+
+        Versions of one (user, asset, direction) are never rewritten: they are
+        the audit trail, and the quota arithmetic depends on each one's limit.
+        """
+
+    @abc.abstractmethod
+    def limit_overrides(self, user_id: int) -> list[LimitOverride]:
+        """Every version of every override of the user, oldest version first."""
 
     @abc.abstractmethod
     def record_deposit(self, audit: DepositAudit) -> DepositAudit:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.domain.account_model import Direction
 from app.domain.assets import AssetCatalog
-from app.domain.errors import DomainError, ValidationFailed
+from app.domain.errors import DailyLimitExceeded, DomainError, ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     API,
@@ -29,6 +30,7 @@ from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, Resol
 from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange, TransferStore
 from app.services.alerts import raise_alert
 from app.services.crash_points import crash_point
+from app.services.limits import LimitService
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ class TransferService:
         bus: ServiceBus,
         catalog: AssetCatalog,
         ids: IdGenerator,
+        limits: LimitService,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
@@ -126,6 +129,7 @@ class TransferService:
         self.bus = bus
         self.catalog = catalog
         self.ids = ids
+        self.limits = limits
         self.clock = clock
 
     # -- submit -------------------------------------------------------------
@@ -195,8 +199,18 @@ class TransferService:
     def _lock_and_send(self, transfer: Transfer) -> Transfer:
         asset = self.catalog.get(transfer.asset)
         try:
-            outcome = self.ledger.lock(transfer, asset)
+            # The limit is read (from the store) only when this process opens the day's quota.
+            outcome = self.ledger.lock(transfer, asset, lambda: self.limits.limit_of_transfer(transfer))
             crash_point("after_lock")
+            if outcome == LockOutcome.LIMIT_EXCEEDED:
+                self._record(
+                    transfer,
+                    Status.FAILED,
+                    API,
+                    "lock refused: daily limit exceeded",
+                    FailureReason.DAILY_LIMIT_EXCEEDED,
+                )
+                raise self._limit_exceeded(transfer)
             if outcome == LockOutcome.INSUFFICIENT_BALANCE:
                 self._record(
                     transfer,
@@ -235,6 +249,22 @@ class TransferService:
             exc.request_id = transfer.request_id
             raise
         return pending
+
+    def _limit_exceeded(self, transfer: Transfer) -> DailyLimitExceeded:
+        """The refusal, with what remains today; the transfer is already recorded failed."""
+        asset = self.catalog.get(transfer.asset)
+        direction = Direction.of(transfer.from_type, transfer.to_type)
+        details: dict[str, str] = {"request_id": str(transfer.request_id), "asset": asset.symbol}
+        details["direction"] = direction.value
+        try:
+            today = self.limits.remaining_of(transfer)
+            details.update(limit=asset.format(today.limit), remaining=asset.format(today.remaining))
+        except DependencyUnavailable:
+            # The refusal stands; only the figures for the message are missing.
+            log.warning("could not read the remaining limit for request %d", transfer.request_id)
+        return DailyLimitExceeded(
+            f"the daily {direction.value} limit for {asset.symbol} does not allow this amount", **details
+        )
 
     def send_to_engine(self, transfer: Transfer) -> None:
         crash_point("before_publish")

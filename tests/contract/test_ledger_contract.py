@@ -18,6 +18,7 @@ from app.ports.ledger import (
     ResolveOutcome,
 )
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.quotas import UNLIMITED
 
 
 def balance_of(ledger: Ledger, user_id: int, asset: Asset) -> dict[AccountType, AccountBalance]:
@@ -48,20 +49,20 @@ def test_deposit_id_reused_for_another_amount_is_a_conflict(ledger: Ledger, usdt
 
 def test_lock_beyond_balance_is_refused_and_changes_nothing(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
-    assert ledger.lock(make_transfer(user_id, 101), usdt) == LockOutcome.INSUFFICIENT_BALANCE
+    assert ledger.lock(make_transfer(user_id, 101), usdt, UNLIMITED) == LockOutcome.INSUFFICIENT_BALANCE
     balances = balance_of(ledger, user_id, usdt)
     assert (balances[AccountType.FUNDING].available, balances[AccountType.FUNDING].locked) == (100, 0)
 
 
 def test_lock_for_a_user_without_accounts_is_insufficient(ledger: Ledger, usdt: Asset) -> None:
-    assert ledger.lock(make_transfer(random_user_id(), 1), usdt) == LockOutcome.INSUFFICIENT_BALANCE
+    assert ledger.lock(make_transfer(random_user_id(), 1), usdt, UNLIMITED) == LockOutcome.INSUFFICIENT_BALANCE
 
 
 def test_lock_moves_funds_to_locked_and_retry_locks_once(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 60)
-    assert ledger.lock(transfer, usdt) == LockOutcome.LOCKED
-    assert ledger.lock(transfer, usdt) == LockOutcome.LOCKED
+    assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
+    assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
     balances = balance_of(ledger, user_id, usdt)
     assert (balances[AccountType.FUNDING].available, balances[AccountType.FUNDING].locked) == (40, 60)
     assert balances[AccountType.SPOT].available == 0
@@ -75,7 +76,7 @@ def test_concurrent_locks_never_overdraw(ledger: Ledger, usdt: Asset) -> None:
 
     def lock(transfer: object) -> LockOutcome:
         start.wait()
-        return ledger.lock(transfer, usdt)  # type: ignore[arg-type]
+        return ledger.lock(transfer, usdt, UNLIMITED)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(len(transfers)) as pool:
         outcomes = list(pool.map(lock, transfers))
@@ -88,7 +89,7 @@ def test_concurrent_locks_never_overdraw(ledger: Ledger, usdt: Asset) -> None:
 def test_post_moves_funds_once(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
-    ledger.lock(transfer, usdt)
+    ledger.lock(transfer, usdt, UNLIMITED)
     assert ledger.post(transfer, usdt) == ResolveOutcome.POSTED
     assert ledger.post(transfer, usdt) == ResolveOutcome.POSTED
     balances = balance_of(ledger, user_id, usdt)
@@ -100,7 +101,7 @@ def test_post_moves_funds_once(ledger: Ledger, usdt: Asset) -> None:
 def test_void_releases_funds_once(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
-    ledger.lock(transfer, usdt)
+    ledger.lock(transfer, usdt, UNLIMITED)
     assert ledger.void(transfer, usdt) == ResolveOutcome.VOIDED
     assert ledger.void(transfer, usdt) == ResolveOutcome.VOIDED
     balances = balance_of(ledger, user_id, usdt)
@@ -112,7 +113,7 @@ def test_void_releases_funds_once(ledger: Ledger, usdt: Asset) -> None:
 def test_post_after_void_reports_the_void_and_moves_nothing(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
-    ledger.lock(transfer, usdt)
+    ledger.lock(transfer, usdt, UNLIMITED)
     ledger.void(transfer, usdt)
     assert ledger.post(transfer, usdt) == ResolveOutcome.VOIDED
     assert balance_of(ledger, user_id, usdt)[AccountType.SPOT].available == 0
@@ -121,7 +122,7 @@ def test_post_after_void_reports_the_void_and_moves_nothing(ledger: Ledger, usdt
 def test_void_after_post_reports_the_post_and_moves_nothing(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
-    ledger.lock(transfer, usdt)
+    ledger.lock(transfer, usdt, UNLIMITED)
     ledger.post(transfer, usdt)
     assert ledger.void(transfer, usdt) == ResolveOutcome.POSTED
     assert balance_of(ledger, user_id, usdt)[AccountType.FUNDING].available == 70
@@ -131,7 +132,7 @@ def test_concurrent_post_and_void_resolve_exactly_once(ledger: Ledger, usdt: Ass
     user_id = funded_user(ledger, usdt, 1000)
     for _ in range(5):
         transfer = make_transfer(user_id, 10)
-        ledger.lock(transfer, usdt)
+        ledger.lock(transfer, usdt, UNLIMITED)
         start = threading.Barrier(2)
 
         def resolve(post: bool, transfer: object = transfer, start: threading.Barrier = start) -> ResolveOutcome:
@@ -158,7 +159,7 @@ def test_fence_stops_a_late_lock(ledger: Ledger, usdt: Asset) -> None:
     transfer = make_transfer(user_id, 10)
     assert ledger.fence(transfer, usdt) == FenceOutcome.FENCED
     assert ledger.fence(transfer, usdt) == FenceOutcome.FENCED
-    assert ledger.lock(transfer, usdt) == LockOutcome.FENCED
+    assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.FENCED
     assert ledger.state_of(transfer, usdt) == LedgerState.FENCED
     assert balance_of(ledger, user_id, usdt)[AccountType.FUNDING].available == 100
 
@@ -166,7 +167,7 @@ def test_fence_stops_a_late_lock(ledger: Ledger, usdt: Asset) -> None:
 def test_fence_after_lock_leaves_the_lock(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 10)
-    ledger.lock(transfer, usdt)
+    ledger.lock(transfer, usdt, UNLIMITED)
     assert ledger.fence(transfer, usdt) == FenceOutcome.ALREADY_LOCKED
     assert ledger.state_of(transfer, usdt) == LedgerState.PENDING
 
@@ -176,14 +177,14 @@ def test_fence_of_a_user_with_no_accounts_still_holds(ledger: Ledger, usdt: Asse
     transfer = make_transfer(user_id, 10)
     assert ledger.fence(transfer, usdt) == FenceOutcome.FENCED
     ledger.deposit(random_request_id(), user_id, usdt, 100)
-    assert ledger.lock(transfer, usdt) == LockOutcome.FENCED
+    assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.FENCED
 
 
 def test_amounts_beyond_two_to_the_64_are_exact(ledger: Ledger, usdt: Asset) -> None:
     huge = 2**64 + 12345
     user_id = funded_user(ledger, usdt, huge + 7)
     transfer = make_transfer(user_id, huge)
-    assert ledger.lock(transfer, usdt) == LockOutcome.LOCKED
+    assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
     funding = balance_of(ledger, user_id, usdt)[AccountType.FUNDING]
     assert (funding.available, funding.locked) == (7, huge)
     assert ledger.post(transfer, usdt) == ResolveOutcome.POSTED
@@ -195,10 +196,10 @@ def test_amounts_beyond_two_to_the_64_are_exact(ledger: Ledger, usdt: Asset) -> 
 def test_spot_back_to_funding(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     out = make_transfer(user_id, 40)
-    ledger.lock(out, usdt)
+    ledger.lock(out, usdt, UNLIMITED)
     ledger.post(out, usdt)
     back = make_transfer(user_id, 15, from_type=AccountType.SPOT)
-    assert ledger.lock(back, usdt) == LockOutcome.LOCKED
+    assert ledger.lock(back, usdt, UNLIMITED) == LockOutcome.LOCKED
     assert ledger.post(back, usdt) == ResolveOutcome.POSTED
     balances = balance_of(ledger, user_id, usdt)
     assert balances[AccountType.FUNDING].available == 75
@@ -220,7 +221,7 @@ def test_resolve_many_answers_each_in_order_and_each_stands_alone(ledger: Ledger
     user_id = funded_user(ledger, usdt, 1000)
     to_post, to_void, already_voided, never_locked = (make_transfer(user_id, n) for n in (10, 20, 30, 40))
     for transfer in (to_post, to_void, already_voided):
-        assert ledger.lock(transfer, usdt) == LockOutcome.LOCKED
+        assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
     ledger.void(already_voided, usdt)
     outcomes = ledger.resolve_many(
         [

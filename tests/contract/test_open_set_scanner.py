@@ -29,6 +29,7 @@ from app.services.recovery import RecoveryPolicy
 from tests.conftest import record_move
 from tests.support.cassandra_fixtures import store_in_fresh_keyspace, store_url
 from tests.support.inprocess_bus import deliver_queued
+from tests.support.quotas import UNLIMITED
 from tests.unit.harness import FakeClock, Harness
 
 pytestmark = pytest.mark.real_backends
@@ -67,7 +68,7 @@ def _pending(stack: Harness, request_id: int, user_id: int, units: int) -> Trans
     """A transfer locked and recorded pending, as the API leaves it; its engine request is lost."""
     transfer = Transfer.new(request_id, stack.command(user_id, units), stack.clock())
     stack.store.record_new(transfer)
-    assert stack.ledger.lock(transfer, stack.transfers.catalog.get("USDT")) == LockOutcome.LOCKED
+    assert stack.ledger.lock(transfer, stack.transfers.catalog.get("USDT"), UNLIMITED) == LockOutcome.LOCKED
     return stack.transfers.record_locked(transfer, API, "funds locked")
 
 

@@ -18,6 +18,7 @@ from app.domain.transfer import AccountType
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import DepositOutcome, LedgerState, LockOutcome, ResolveOutcome
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.quotas import UNLIMITED
 from tests.support.tigerbeetle_server import TigerBeetleServer
 
 pytestmark = [pytest.mark.tigerbeetle, pytest.mark.slow]
@@ -98,7 +99,7 @@ def test_a_lock_survives_a_crash_and_is_posted_after_the_restart(
     user_id = random_user_id()
     own_ledger.deposit(random_request_id(), user_id, usdt, 100)
     transfer = make_transfer(user_id, 40)
-    assert own_ledger.lock(transfer, usdt) == LockOutcome.LOCKED
+    assert own_ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
 
     own_server.kill()
     elapsed = fails_within_deadline(lambda: own_ledger.post(transfer, usdt))

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from app.domain.limits import QuotaKey
 from app.domain.transfer import AccountType, Status, Transfer
 from app.ports.ledger import LedgerState
 from app.services.operations import AGREEING_STATES
@@ -67,9 +68,19 @@ def check_invariants(
             report.violations.append(f"idempotency key {key!r} of user {user_id} made {count} transfers")
 
     locked: dict[tuple[int, str, AccountType], int] = defaultdict(int)
+    # Per day's quota: what the ledger should hold pending and have consumed for these transfers.
+    quota_held: dict[QuotaKey, int] = defaultdict(int)
+    quota_posted: dict[QuotaKey, int] = defaultdict(int)
     for transfer in by_id.values():
         asset = transfers.catalog.get(transfer.asset)
         state = transfers.ledger.state_of(transfer, asset)
+        quota = QuotaKey.of_transfer(transfer, asset)
+        if state == LedgerState.PENDING:
+            quota_held[quota] += transfer.amount
+        elif state == LedgerState.POSTED:
+            quota_posted[quota] += transfer.amount
+        else:
+            quota_held.setdefault(quota, 0)  # still checked: a refused or voided lock holds no quota
         if not transfer.status.is_terminal:
             report.open_transfers.append(transfer.request_id)
             if not allow_open:
@@ -84,6 +95,9 @@ def check_invariants(
         if engine_applied is not None:
             _check_engine(report, transfer, engine_applied.get(transfer.request_id))
 
+    _check_quotas(report, transfers, quota_held, quota_posted)
+
+    # Quota accounts are not funds: balances() reports funding and spot only.
     users = {user for user, _ in deposits} | {t.user_id for t in by_id.values()}
     for user_id in users:
         totals: dict[str, int] = defaultdict(int)
@@ -103,6 +117,37 @@ def check_invariants(
                     f"deposits = {expected}"
                 )
     return report
+
+
+def _check_quotas(
+    report: InvariantReport,
+    transfers: TransferService,
+    held: Mapping[QuotaKey, int],
+    posted: Mapping[QuotaKey, int],
+) -> None:
+    """Each day's quota moves with its transfers' locks: the linked chains leave no other way.
+
+    A quota holds pending exactly the transfers still locked in the ledger and
+    has consumed exactly the posted ones (plus operators' cuts, for users with
+    overrides), and is never overrun.
+    """
+    balances = transfers.ledger.quota_balances(list(held.keys() | posted.keys()))
+    overridden = {key.user_id for key in balances if transfers.store.limit_overrides(key.user_id)}
+    for key in held.keys() | posted.keys():
+        balance = balances.get(key)
+        label = f"user {key.user_id} {key.asset.symbol} {key.direction.value} day {key.day}"
+        expected_held, expected_posted = held.get(key, 0), posted.get(key, 0)
+        if balance is None:
+            if expected_held or expected_posted:
+                report.violations.append(f"{label}: transfers hold or used quota, but there is no quota account")
+            continue
+        if balance.held != expected_held:
+            report.violations.append(f"{label}: quota holds {balance.held} pending, locked transfers {expected_held}")
+        exact = key.user_id not in overridden
+        if (balance.consumed != expected_posted) if exact else (balance.consumed < expected_posted):
+            report.violations.append(f"{label}: quota consumed {balance.consumed}, posted transfers {expected_posted}")
+        if balance.remaining < 0:
+            report.violations.append(f"{label}: quota overrun: {balance}")
 
 
 def _check_engine(report: InvariantReport, transfer: Transfer, applied: str | None) -> None:

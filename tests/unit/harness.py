@@ -9,11 +9,14 @@ from pathlib import Path
 from app.adapters.embedded_ledger import EmbeddedLedger
 from app.adapters.inprocess_bus import InProcessServiceBus
 from app.adapters.sqlite_store import SqliteTransferStore
+from app.config import PROJECT_ROOT
 from app.domain.assets import AssetCatalog
 from app.domain.ids import SnowflakeGenerator
+from app.domain.limits import DefaultLimits
 from app.domain.transfer import AccountType, Transfer, TransferCommand
 from app.ports.store import TransferStore
 from app.services.accounts import AccountService
+from app.services.limits import LimitService
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService
 from consumers.reference_engine import ReferenceEngine
@@ -48,7 +51,9 @@ class Harness:
         self.bus = InProcessServiceBus()
         # Ids follow the fake clock, as real ones follow the real one.
         ids = SnowflakeGenerator(1, clock_ms=lambda: int(self.clock().timestamp() * 1000))
-        self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.clock)
+        defaults = DefaultLimits.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text(), catalog)
+        self.limits = LimitService(self.store, self.ledger, catalog, defaults, self.clock)
+        self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.limits, self.clock)
         self.accounts = AccountService(self.ledger, catalog, ids, self.store, self.clock)
         self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())
         self.engine = ReferenceEngine(self.bus.engine_side())

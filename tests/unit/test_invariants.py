@@ -62,3 +62,40 @@ def test_finds_a_success_the_engine_never_confirmed(harness: Harness) -> None:
     applied[done[0].request_id] = "rejected"
     violations = check_invariants(harness.transfers, [1], DEPOSITS, engine_applied=applied).violations
     assert violations == [f"transfer {done[0].request_id} succeeded but the engine recorded rejected"]
+
+
+def test_finds_a_quota_out_of_step_with_its_transfers(harness: Harness) -> None:
+    from app.adapters.embedded_ledger import _Event, _Kind
+    from app.domain.account_model import TransferCode, limit_source_account_id, quota_account_id, quota_lock_id
+    from app.domain.limits import QuotaKey
+
+    done = _settled_run(harness)
+    usdt = harness.transfers.catalog.get("USDT")
+    key = QuotaKey.of_transfer(done[0], usdt)
+    # A quota debit with no lock beside it: what a broken (unlinked) chain would leave.
+    stray = _Event(
+        quota_lock_id(987654321),
+        _Kind.SINGLE,
+        debit=quota_account_id(1, usdt.ledger, key.direction, key.day),
+        credit=limit_source_account_id(usdt.ledger),
+        amount=5,
+        ledger=usdt.ledger,
+        code=TransferCode.QUOTA_USE,
+    )
+    with harness.ledger._db.transaction() as conn:
+        assert harness.ledger._create_event(conn, stray).value == "ok"
+    violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
+    assert violations == [
+        f"user 1 USDT funding_to_spot day {key.day}: quota consumed {4 * UNIT + 5}, posted transfers {4 * UNIT}"
+    ]
+
+
+def test_a_clean_run_uses_exactly_its_posted_transfers_of_the_quota(harness: Harness) -> None:
+    from app.domain.limits import QuotaKey
+
+    done = _settled_run(harness)
+    usdt = harness.transfers.catalog.get("USDT")
+    key = QuotaKey.of_transfer(done[0], usdt)
+    balance = harness.ledger.quota_balances([key])[key]
+    # 1 and 3 posted; 2 rejected by the engine, so voided, its quota released.
+    assert (balance.consumed, balance.held) == (4 * UNIT, 0)

@@ -11,6 +11,7 @@ from app.domain.transfer import AccountType, Status, Transfer
 from app.ports.ledger import LedgerState, LockOutcome
 from tests.conftest import record_move
 from tests.support.inprocess_bus import deliver_queued
+from tests.support.quotas import UNLIMITED
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -27,7 +28,7 @@ def test_completes_a_transfer_whose_process_stopped_after_the_lock(harness: Harn
     harness.fund(1)
     transfer = _recorded_only(harness, 1, 40 * UNIT)
     usdt = harness.transfers.catalog.get("USDT")
-    assert harness.ledger.lock(transfer, usdt) == LockOutcome.LOCKED
+    assert harness.ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
     # ... and the process died here: the store still says `requesting`.
     assert harness.recovery.scan()["locked_sent"] == 1
     assert harness.reload(transfer).status == Status.PENDING
@@ -53,7 +54,7 @@ def test_fences_then_fails_a_requesting_transfer_that_never_locked(harness: Harn
     assert failed.status == Status.FAILED and failed.failure_reason == "NOT_LOCKED"
     # A stalled web process waking up now can never lock these funds.
     usdt = harness.transfers.catalog.get("USDT")
-    assert harness.ledger.lock(transfer, usdt) == LockOutcome.FENCED
+    assert harness.ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.FENCED
     assert harness.balance(1, AccountType.FUNDING) == (1000 * UNIT, 0)
 
 
@@ -62,7 +63,7 @@ def test_a_late_lock_racing_the_fence_is_kept_not_failed(harness: Harness) -> No
     transfer = _recorded_only(harness, 1, UNIT)
     harness.clock.advance(seconds=31)
     usdt = harness.transfers.catalog.get("USDT")
-    harness.ledger.lock(transfer, usdt)  # lands just before the scanner's fence
+    harness.ledger.lock(transfer, usdt, UNLIMITED)  # lands just before the scanner's fence
     assert harness.recovery.scan()["locked_sent"] == 1
     assert harness.reload(transfer).status == Status.PENDING
 
@@ -146,7 +147,7 @@ def test_two_scanners_at_once_do_no_harm(harness: Harness) -> None:
     transfers = [_recorded_only(harness, 1, UNIT) for _ in range(5)]
     usdt = harness.transfers.catalog.get("USDT")
     for transfer in transfers:
-        harness.ledger.lock(transfer, usdt)
+        harness.ledger.lock(transfer, usdt, UNLIMITED)
     other = RecoveryService(harness.transfers)
     harness.recovery.scan()
     other.scan()
@@ -164,7 +165,7 @@ def test_one_transfer_it_cannot_handle_does_not_hide_the_rest(
     broken = _recorded_only(harness, 1, UNIT)
     fine = _recorded_only(harness, 1, UNIT)
     usdt = harness.transfers.catalog.get("USDT")
-    harness.ledger.lock(fine, usdt)
+    harness.ledger.lock(fine, usdt, UNLIMITED)
     real_state_of = harness.ledger.state_of
 
     def state_of(transfer: Transfer, asset: object) -> LedgerState:
@@ -186,7 +187,7 @@ def test_passes_continue_where_the_last_one_stopped(harness: Harness) -> None:
     transfers = [_recorded_only(harness, 1, UNIT) for _ in range(5)]
     usdt = harness.transfers.catalog.get("USDT")
     for transfer in transfers:
-        harness.ledger.lock(transfer, usdt)
+        harness.ledger.lock(transfer, usdt, UNLIMITED)
     small = RecoveryService(harness.transfers, RecoveryPolicy(batch_size=2))
     for _ in range(3):
         small.scan()

@@ -1,0 +1,67 @@
+"""Per-user request rate limits on the transfer POST (Flask-Limiter).
+
+Keyed by the authenticated user id, so one user's burst never slows another's
+requests; a request without a valid token is keyed by its address (it is
+refused with 401 anyway). The counters live in RATELIMIT_STORAGE_URI: the
+default, memory://, is per process, so N gunicorn workers on M hosts allow
+N*M times the rate; a deployment of more than one process points it at a
+shared store (redis://... or memcached://...). See README, "Rate limits".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
+
+from app.api.auth import _principal_from_request
+from app.api.errors import error_response
+from app.domain.errors import DomainError
+
+TRANSFER_ENDPOINT = "internal_transfer.InternalTransfers"
+
+
+def _user_key() -> str:
+    try:
+        return f"user:{_principal_from_request().user_id}"
+    except DomainError:
+        return f"anonymous:{request.remote_addr or 'unknown'}"
+
+
+def _too_many(limit: RequestLimit | None) -> Response:
+    reset_at = limit.reset_at if limit is not None else time.time() + 1
+    retry_after = max(1, math.ceil(reset_at - time.time()))
+    # Flask-Limiter's own headers (X-RateLimit-*, and Retry-After, rounded its
+    # way) are added after this; the header, not the body, says when to retry.
+    details: dict[str, object] = {"limit": str(limit.limit)} if limit is not None else {}
+    response = error_response(429, "RATE_LIMITED", "too many transfer requests; retry after the given seconds", details)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def install_rate_limits(app: Flask, storage_uri: str, transfer_limit: str) -> Limiter:
+    """One limiter per app (its own counters), applied to the transfer POST only."""
+    limiter = Limiter(
+        key_func=_user_key,
+        app=app,
+        storage_uri=storage_uri,
+        # Supported by the memory, Redis and Memcached storages alike, and
+        # without a fixed window's double burst at each window's edge.
+        strategy="sliding-window-counter",
+        headers_enabled=True,
+        # The storage is down: refuse nothing rather than every transfer; the
+        # rate limit protects capacity, the ledger protects money.
+        swallow_errors=True,
+    )
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(_: RateLimitExceeded) -> Response:
+        # The usual error body; `current_limit` is the limit this request broke.
+        return _too_many(limiter.current_limit)
+
+    view = app.view_functions[TRANSFER_ENDPOINT]
+    # Flask-Limiter's decorator is typed for async views too; this view is sync.
+    app.view_functions[TRANSFER_ENDPOINT] = limiter.limit(transfer_limit, methods=["POST"])(view)  # type: ignore[assignment]
+    return limiter

@@ -1,0 +1,86 @@
+"""Per-user rate limits on the transfer POST: 429 with Retry-After and the error body, other users unaffected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.config import Settings
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
+from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
+
+TRANSFERS = "/api/v1/user/internal_transfer"
+
+
+@pytest.fixture
+def limited_app(tmp_path: Path) -> Iterator[Flask]:
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path}/store.db",
+        ledger_url=f"embedded:///{tmp_path}/ledger.db",
+        bus_url="inprocess://",
+        jwt_secret=TEST_JWT_SECRET,
+        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+        background_workers="off",
+        # A burst of 3 within a second, 4 a minute: the fourth or fifth request is refused.
+        transfer_rate_limit="3 per second;4 per minute",
+        ratelimit_storage_uri="memory://",
+    )
+    flask_app = create_app(settings)
+    yield flask_app
+    flask_app.extensions["internal_transfer"].close()
+
+
+def test_a_user_past_the_rate_gets_429_and_others_are_not_affected(limited_app: Flask) -> None:
+    client: FlaskClient = limited_app.test_client()
+    for user_id in (41, 42):
+        deposit(client, user_id, "100")
+    responses = [client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(41)) for _ in range(5)]
+    answers = [r.status_code for r in responses]
+    assert answers[:3] == [202, 202, 202]
+    assert int(responses[0].headers["X-RateLimit-Remaining"]) >= 1
+    assert 429 in answers[3:]
+    refused = client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(41))
+    assert refused.status_code == 429
+    assert json_of(refused)["error"]["code"] == "RATE_LIMITED"
+    assert set(json_of(refused)["error"]) == {"code", "message", "details"}
+    retry_after = int(refused.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert json_of(refused)["error"]["details"]["limit"] in ("3 per 1 second", "4 per 1 minute")
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    # Another user is not slowed by the first one's burst.
+    assert client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(42)).status_code == 202
+    # Only the transfer POST is limited: reads go on.
+    assert client.get("/api/v1/user/balances", headers=bearer(41)).status_code == 200
+    assert client.get(f"{TRANSFERS}/history", headers=bearer(41)).status_code == 200
+
+
+def test_the_limit_counts_per_user_not_per_token_and_refusals_move_nothing(limited_app: Flask) -> None:
+    client: FlaskClient = limited_app.test_client()
+    deposit(client, 43, "100")
+    for _ in range(4):
+        client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(43))
+    # A fresh token of the same user is the same user.
+    refused = client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(43, ttl=7200))
+    assert refused.status_code == 429
+    history = json_of(client.get(f"{TRANSFERS}/history", headers=bearer(43)))["items"]
+    assert len(history) <= 4  # a refused request is never recorded
+
+
+def test_requests_without_a_token_are_still_401(limited_app: Flask) -> None:
+    client: FlaskClient = limited_app.test_client()
+    assert client.post(TRANSFERS, json=transfer_body("1")).status_code == 401
+
+
+def test_the_openapi_spec_has_the_limits_routes_and_the_new_answers(limited_app: Flask) -> None:
+    spec = json_of(limited_app.test_client().get("/openapi.json"))
+    assert set(spec["paths"]["/api/v1/user/limits"]) == {"get"}
+    assert {"get", "post"} <= set(spec["paths"]["/api/v1/admin/users/{user_id}/limits"])
+    post = spec["paths"]["/api/v1/user/internal_transfer"]["post"]["responses"]
+    assert "429" in post and "DAILY_LIMIT_EXCEEDED" in post["422"]["description"]
+    usage = spec["components"]["schemas"]["LimitUsage"]["properties"]
+    assert set(usage) == {"asset", "direction", "limit", "used", "remaining"}
