@@ -11,7 +11,8 @@ from typing import ParamSpec, TypeVar
 import jwt
 from flask import current_app, g, request
 
-from app.domain.errors import DomainError
+from app.domain.errors import PermissionDenied as Forbidden
+from app.domain.errors import Unauthenticated
 from app.domain.ids import parse_id
 
 P = ParamSpec("P")
@@ -19,14 +20,6 @@ R = TypeVar("R")
 
 OPERATOR_ROLE = "operator"
 USER_ROLE = "user"
-
-
-class Unauthenticated(DomainError):
-    code = "UNAUTHENTICATED"
-
-
-class Forbidden(DomainError):
-    code = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)

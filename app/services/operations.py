@@ -12,19 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.domain.errors import DomainError
+from app.domain.errors import NotPending, ReasonRequired  # re-exported: callers import them from here
 from app.domain.transfer import Actor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.ledger import LedgerState
 from app.services.transfers import NotFound, TransferService
-
-
-class NotPending(DomainError):
-    code = "TRANSFER_NOT_PENDING"
-
-
-class ReasonRequired(DomainError):
-    code = "INVALID_REQUEST"
-
 
 # What each store status may legitimately sit beside in the ledger.
 AGREEING_STATES = {

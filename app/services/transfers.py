@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.assets import AssetCatalog
-from app.domain.errors import DomainError, ValidationFailed
+from app.domain.errors import (  # re-exported: callers import them from here
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     AccountType,
@@ -33,22 +39,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class InsufficientBalance(DomainError):
-    code = "INSUFFICIENT_BALANCE"
-
-
-class IdempotencyKeyReused(DomainError):
-    code = "IDEMPOTENCY_KEY_REUSED"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class PermissionDenied(DomainError):
-    code = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)
