@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 from flask import Flask
-from flask_smorest import Api
 
 from app.bootstrap import Container, build
 from app.config import Settings
@@ -33,8 +32,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.extensions["internal_transfer"] = container or build(settings)
 
-    from app.api import accounts, admin, health, transfers
+    from app.api import accounts, admin, body, health, transfers
     from app.api.errors import register_error_handlers
+    from app.api.openapi import Api
+
+    body.install(app)
 
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})

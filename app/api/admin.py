@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask_smorest import Blueprint
-
-from app.api.auth import current_principal, operator_only
+from app.api.auth import current_principal
+from app.api.blueprint import Blueprint
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.presenters import report_view, transfer_view
@@ -28,14 +27,14 @@ from app.domain.ids import parse_id
 from app.domain.transfer import Status
 from app.services.operations import report_row
 
-blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operator tools.")
+# Every route here is for operators: the blueprint checks the role before any input is read.
+blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operator tools.", operator_only=True)
 
 
 @blp.route("/deposits", methods=["POST"])
 @blp.arguments(DepositRequestSchema)
 @blp.response(201, DepositSchema)
 @blp.alt_response(403, schema=ApiErrorSchema)
-@operator_only
 def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
     deposit = container().accounts.deposit(
         body["user_id"], body["asset"], body["amount"], idempotency_key(), current_principal().name
@@ -58,7 +57,6 @@ def _parse_id(request_id: str) -> int:
 @blp.route("/transfers/stuck")
 @blp.arguments(StuckQuerySchema, location="query")
 @blp.response(200, TransferListSchema)
-@operator_only
 def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
     services = container()
     found = services.operations.stuck(
@@ -71,7 +69,6 @@ def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/transfers/<request_id>")
 @blp.response(200, TransferReportSchema)
-@operator_only
 def show_transfer(request_id: str) -> dict[str, Any]:
     services = container()
     return report_view(services.operations.show(_parse_id(request_id)), services.catalog)
@@ -81,7 +78,6 @@ def show_transfer(request_id: str) -> dict[str, Any]:
 @blp.arguments(OperatorActionSchema)
 @blp.response(200, TransferSchema)
 @blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
-@operator_only
 def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[str, Any]:
     """void: release the funds; force_post: the engine applied it but its result was lost; resend: ask again."""
     services = container()
@@ -97,7 +93,6 @@ def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[
 @blp.route("/reconcile")
 @blp.arguments(ReconcileQuerySchema, location="query")
 @blp.response(200, ReconcileSchema)
-@operator_only
 def reconcile(query: dict[str, Any]) -> dict[str, Any]:
     services = container()
     reports = services.operations.reconcile(query["request_id"], query["user_id"])

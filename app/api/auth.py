@@ -89,3 +89,19 @@ def operator_only(view: Callable[P, R]) -> Callable[P, R]:
 def current_principal() -> Principal:
     principal: Principal = g.principal
     return principal
+
+
+# Called by app/api/blueprint.py before any input is parsed (issue 9).
+def authenticate() -> Principal:
+    """Check the bearer token and remember the caller for current_principal()."""
+    g.principal = _principal_from_request()
+    return g.principal  # type: ignore[no-any-return]
+
+
+def authorize_operator() -> Principal:
+    """authenticate(), and refuse anyone but an operator."""
+    principal = _principal_from_request()
+    if not principal.is_operator:
+        raise Forbidden("operator role required")
+    g.principal = principal
+    return principal

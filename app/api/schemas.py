@@ -119,12 +119,16 @@ class OperatorActionSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
+MAX_OLDER_THAN_SECONDS = 366 * 24 * 3600
+
+
 class StuckQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
     status = fields.String(load_default=None, validate=validate.OneOf(["requesting", "pending"]))
-    older_than_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded so timedelta() never overflows (it did at 10^11, a 500); a year is past any real question.
+    older_than_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OLDER_THAN_SECONDS))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 

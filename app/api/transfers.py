@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app.api.auth import authenticated, current_principal
+from app.api.auth import current_principal
+from app.api.blueprint import Blueprint
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.presenters import transfer_view
@@ -33,8 +33,6 @@ blp = Blueprint(
 
 @blp.route("")
 class InternalTransfers(MethodView):
-    decorators = [authenticated]
-
     @blp.arguments(TransferRequestSchema)
     @blp.response(202, TransferSchema, description="Accepted: funds are locked, the engine is asked.")
     @blp.alt_response(200, schema=TransferSchema, description="A replay of an Idempotency-Key.")
@@ -60,7 +58,6 @@ class InternalTransfers(MethodView):
 @blp.route("/history")
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
-@authenticated
 def history(query: dict[str, Any]) -> dict[str, Any]:
     services = container()
     page = services.transfers.history(
@@ -79,7 +76,6 @@ def history(query: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/<request_id>", endpoint="get_transfer")
 @blp.response(200, TransferSchema)
 @blp.alt_response(404, schema=ApiErrorSchema)
-@authenticated
 def get_transfer(request_id: str) -> dict[str, Any]:
     try:
         wanted = parse_id(request_id)

@@ -33,3 +33,142 @@ def test_an_amount_with_a_trailing_newline_is_refused(client: FlaskClient) -> No
     response = client.post(TRANSFERS, json=transfer_body("1\n"), headers=bearer(3001))
     assert response.status_code == 400
     assert error_code(response) == "INVALID_AMOUNT"
+
+
+ADMIN = "/api/v1/admin"
+
+
+def test_an_amount_of_thousands_of_digits_is_a_clean_400(client: FlaskClient) -> None:
+    response = client.post(TRANSFERS, json=transfer_body("9" * 5000), headers=bearer(3001))
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_AMOUNT"
+
+
+def test_a_huge_json_integer_is_a_clean_400(client: FlaskClient) -> None:
+    raw = '{"user_id": ' + "9" * 5000 + ', "asset": "USDT", "amount": "1"}'
+    response = client.post(
+        f"{ADMIN}/deposits",
+        data=raw,
+        headers={**bearer(1, operator=True), "Content-Type": "application/json", "Idempotency-Key": "k1"},
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_REQUEST"
+
+
+def test_a_deeply_nested_body_is_a_clean_400(client: FlaskClient) -> None:
+    # 60,000 levels fit under the size limit and are far past the recursion limit.
+    for raw in ("[" * 60_000, '{"amount": ' + "[" * 40 + "]" * 40 + "}"):
+        response = client.post(TRANSFERS, data=raw, headers={**bearer(3001), "Content-Type": "application/json"})
+        assert response.status_code == 400, raw[:50]
+        assert error_code(response) == "INVALID_REQUEST"
+
+
+def test_nan_is_not_json(client: FlaskClient) -> None:
+    raw = '{"from_account": {"account_type": "funding", "asset": "USDT", "user_id": NaN}, "amount": "1"}'
+    response = client.post(TRANSFERS, data=raw, headers={**bearer(3001), "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_REQUEST"
+
+
+def test_stuck_older_than_is_bounded(client: FlaskClient) -> None:
+    response = client.get(f"{ADMIN}/transfers/stuck?older_than_seconds=100000000000", headers=bearer(1, operator=True))
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_REQUEST"
+    huge = client.get(f"{ADMIN}/transfers/stuck?older_than_seconds={'9' * 5000}", headers=bearer(1, operator=True))
+    assert huge.status_code == 400
+
+
+def test_an_oversized_body_is_413_before_the_token_is_even_checked(client: FlaskClient) -> None:
+    raw = b"[" * (64 * 1024 + 1)
+    for headers in ({}, bearer(3001)):
+        response = client.post(f"{ADMIN}/deposits", data=raw, headers={**headers, "Content-Type": "application/json"})
+        assert response.status_code == 413
+        assert error_code(response) == "PAYLOAD_TOO_LARGE"
+        assert response.headers["Connection"] == "close"
+
+
+def test_a_chunked_body_over_the_limit_is_413(client: FlaskClient) -> None:
+    import io
+
+    # No Content-Length: werkzeug's MAX_CONTENT_LENGTH cuts the stream while it is read.
+    stream = io.BytesIO(b'{"reason": "' + b"x" * (64 * 1024) + b'"}')
+    response = client.post(
+        f"{ADMIN}/transfers/1/void",
+        input_stream=stream,
+        headers={**bearer(1, operator=True), "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # what gunicorn sets for a chunked body
+    )
+    assert response.status_code == 413
+    assert error_code(response) == "PAYLOAD_TOO_LARGE"
+
+
+def test_no_token_with_bad_input_is_401_everywhere(client: FlaskClient) -> None:
+    cases = [
+        ("get", f"{TRANSFERS}/history?limit=0&bogus=1", None),
+        ("get", f"{TRANSFERS}/abc", None),
+        ("get", "/api/v1/user/balances?x=1", None),
+        ("post", TRANSFERS, {"amount": 1}),
+        ("post", f"{ADMIN}/deposits", {"nonsense": True}),
+        ("get", f"{ADMIN}/transfers/stuck?older_than_seconds=-1", None),
+        ("get", f"{ADMIN}/transfers/abc", None),
+        ("post", f"{ADMIN}/transfers/abc/void", {"x": 1}),
+        ("get", f"{ADMIN}/reconcile?request_id=abc", None),
+    ]
+    for method, url, body in cases:
+        response = getattr(client, method)(url, json=body)
+        assert response.status_code == 401, (method, url, response.json)
+        assert error_code(response) == "UNAUTHENTICATED"
+        assert response.json["error"]["details"] == {}, "no schema is echoed to an unauthenticated caller"
+
+
+def test_a_user_token_with_a_bad_admin_body_is_403(client: FlaskClient) -> None:
+    cases = [
+        ("post", f"{ADMIN}/deposits", {"nonsense": True}),
+        ("get", f"{ADMIN}/transfers/stuck?older_than_seconds=-1", None),
+        ("post", f"{ADMIN}/transfers/abc/void", {}),
+        ("get", f"{ADMIN}/reconcile?bogus=1", None),
+    ]
+    for method, url, body in cases:
+        response = getattr(client, method)(url, json=body, headers=bearer(3001))
+        assert response.status_code == 403, (method, url, response.json)
+        assert error_code(response) == "PERMISSION_DENIED"
+
+
+def test_the_asset_catalogue_is_public(client: FlaskClient) -> None:
+    assert client.get("/api/v1/assets").status_code == 200
+
+
+def test_a_body_not_declared_json_is_415(client: FlaskClient) -> None:
+    import json
+
+    raw = json.dumps(transfer_body())
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        response = client.post(TRANSFERS, data=raw, headers={**bearer(3001), **headers})
+        assert response.status_code == 415, headers
+        assert error_code(response) == "UNSUPPORTED_MEDIA_TYPE"
+        assert "application/json" in response.json["error"]["message"]
+    with_charset = client.post(
+        TRANSFERS, data=raw, headers={**bearer(3001), "Content-Type": "application/json; charset=utf-8"}
+    )
+    assert with_charset.status_code != 415
+
+
+def test_an_idempotency_key_with_a_trailing_newline_is_refused(app: Flask) -> None:
+    import pytest
+
+    from app.api.idempotency import idempotency_key
+    from app.domain.errors import ValidationFailed
+
+    # werkzeug's test client refuses to send a newline in a header, so the check is called directly.
+    with app.test_request_context(environ_base={"HTTP_IDEMPOTENCY_KEY": "abc\n"}):
+        with pytest.raises(ValidationFailed):
+            idempotency_key()
+    with app.test_request_context(environ_base={"HTTP_IDEMPOTENCY_KEY": "abc"}):
+        assert idempotency_key() == "abc"
+
+
+def test_405_names_the_allowed_methods(client: FlaskClient) -> None:
+    response = client.delete(TRANSFERS, headers=bearer(3001))
+    assert response.status_code == 405
+    assert error_code(response) == "METHOD_NOT_ALLOWED"
+    assert "POST" in response.headers["Allow"]
