@@ -33,9 +33,6 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
         response.headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    if status == 413:
-        # The unread body is not drained for the next request on this connection: it is closed.
-        response.headers["Connection"] = "close"
     return response
 
 

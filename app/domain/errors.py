@@ -151,6 +151,27 @@ class UriTooLong(DomainError):
     http_status = 414
 
 
+class ExpectationFailed(DomainError):
+    """gunicorn: an Expect header other than 100-continue."""
+
+    code = "EXPECTATION_FAILED"
+    http_status = 417
+
+
+class HeadersTooLarge(DomainError):
+    """gunicorn: too many request headers, or one too long."""
+
+    code = "HEADERS_TOO_LARGE"
+    http_status = 431
+
+
+class TransferCodingNotImplemented(DomainError):
+    """gunicorn: a Transfer-Encoding other than chunked."""
+
+    code = "NOT_IMPLEMENTED"
+    http_status = 501
+
+
 class UnsupportedMediaType(DomainError):
     code = "UNSUPPORTED_MEDIA_TYPE"
     http_status = 415
