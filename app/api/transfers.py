@@ -19,8 +19,9 @@ from app.api.schemas import (
     TransferRequestSchema,
     TransferSchema,
 )
+from app.domain.errors import InsufficientBalance
 from app.domain.ids import parse_id
-from app.domain.transfer import Status
+from app.domain.transfer import FailureReason, Status, Transfer
 from app.services.transfers import NotFound, build_command
 
 blp = Blueprint(
@@ -35,7 +36,6 @@ blp = Blueprint(
 class InternalTransfers(MethodView):
     @blp.arguments(TransferRequestSchema)
     @blp.response(202, TransferSchema, description="Accepted: funds are locked, the engine is asked.")
-    @blp.alt_response(200, schema=TransferSchema, description="A replay of an Idempotency-Key.")
     @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid request.")
     @blp.alt_response(422, schema=ApiErrorSchema, description="INSUFFICIENT_BALANCE; recorded as failed.")
     @blp.alt_response(409, schema=ApiErrorSchema, description="IDEMPOTENCY_KEY_REUSED.")
@@ -50,9 +50,26 @@ class InternalTransfers(MethodView):
             body["amount"],
         )
         result = services.transfers.submit(command, idempotency_key())
+        if result.replayed:
+            replay_refusal(result.transfer)
         location = url_for("internal_transfer.get_transfer", request_id=str(result.transfer.request_id))
-        status = 200 if result.replayed else 202
-        return transfer_view(result.transfer, services.catalog), status, {"Location": location}
+        # A replay answers what the first request did: 202 (the transfer was accepted).
+        return transfer_view(result.transfer, services.catalog), 202, {"Location": location}
+
+
+def replay_refusal(transfer: Transfer) -> None:
+    """A replayed key whose first answer was 422 answers 422 again, with the same body.
+
+    The first answer is derived from the record, not stored: a transfer is
+    recorded failed with INSUFFICIENT_BALANCE only by the lock refusal that
+    answered 422 (app/services/transfers.py), and every other recorded
+    transfer was accepted, 202. (A first answer of 503 is not replayed: the
+    retry carries the work on, which is what it is for.) So status and error
+    body are exactly the first ones, with no response store to keep in step;
+    a 202's body is the transfer's current state, the same resource, fresher.
+    """
+    if transfer.status == Status.FAILED and transfer.failure_reason == FailureReason.INSUFFICIENT_BALANCE.value:
+        raise InsufficientBalance(InsufficientBalance.MESSAGE, request_id=str(transfer.request_id))
 
 
 @blp.route("/history")

@@ -134,6 +134,9 @@ class InsufficientBalance(DomainError):
     code = "INSUFFICIENT_BALANCE"
     http_status = 422
 
+    # One text for the first answer and its replays (app/api/transfers.py).
+    MESSAGE = "the source account does not hold enough available funds"
+
 
 # Errors of HTTP itself, raised by the API layer (never by the services).
 class MethodNotAllowed(DomainError):

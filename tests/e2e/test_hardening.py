@@ -171,3 +171,13 @@ def test_405_names_the_allowed_methods(client: FlaskClient) -> None:
     assert response.status_code == 405
     assert error_code(response) == "METHOD_NOT_ALLOWED"
     assert "POST" in response.headers["Allow"]
+
+
+def test_a_replayed_key_whose_first_answer_was_422_answers_422_with_the_same_body(client: FlaskClient) -> None:
+    deposit(client, 3101, "5")
+    headers = {**bearer(3101), "Idempotency-Key": "too-much"}
+    first = client.post(TRANSFERS, json=transfer_body("6"), headers=headers)
+    again = client.post(TRANSFERS, json=transfer_body("6"), headers=headers)
+    assert first.status_code == again.status_code == 422
+    assert again.json == first.json
+    assert error_code(again) == "INSUFFICIENT_BALANCE"
