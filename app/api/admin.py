@@ -9,6 +9,7 @@ from app.api.auth import current_principal
 from app.api.blueprint import Blueprint
 from app.api.container import container
 from app.api.idempotency import idempotency_key
+from app.api.path_ids import path_id
 from app.api.presenters import report_view, transfer_view
 from app.api.schemas import (
     ApiErrorSchema,
@@ -22,8 +23,6 @@ from app.api.schemas import (
     TransferReportSchema,
     TransferSchema,
 )
-from app.domain.errors import ValidationFailed
-from app.domain.ids import parse_id
 from app.domain.transfer import Status
 from app.services.operations import report_row
 
@@ -47,13 +46,6 @@ def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse_id(request_id: str) -> int:
-    try:
-        return parse_id(request_id)
-    except ValueError:
-        raise ValidationFailed("request_id must be a decimal id") from None
-
-
 @blp.route("/transfers/stuck")
 @blp.arguments(StuckQuerySchema, location="query")
 @blp.response(200, TransferListSchema)
@@ -71,7 +63,7 @@ def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, TransferReportSchema)
 def show_transfer(request_id: str) -> dict[str, Any]:
     services = container()
-    return report_view(services.operations.show(_parse_id(request_id)), services.catalog)
+    return report_view(services.operations.show(path_id(request_id)), services.catalog)
 
 
 @blp.route("/transfers/<request_id>/<any(void, force_post, resend):action>", methods=["POST"])
@@ -86,7 +78,7 @@ def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[
         "force_post": services.operations.force_post,
         "resend": services.operations.resend,
     }[action]
-    done = run(_parse_id(request_id), str(current_principal().user_id), body["reason"])
+    done = run(path_id(request_id), str(current_principal().user_id), body["reason"])
     return transfer_view(done, services.catalog)
 
 

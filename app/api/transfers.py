@@ -11,6 +11,7 @@ from app.api.auth import current_principal
 from app.api.blueprint import Blueprint
 from app.api.container import container
 from app.api.idempotency import idempotency_key
+from app.api.path_ids import path_id
 from app.api.presenters import transfer_view
 from app.api.schemas import (
     ApiErrorSchema,
@@ -20,9 +21,8 @@ from app.api.schemas import (
     TransferSchema,
 )
 from app.domain.errors import InsufficientBalance
-from app.domain.ids import parse_id
 from app.domain.transfer import FailureReason, Status, Transfer
-from app.services.transfers import NotFound, build_command
+from app.services.transfers import build_command
 
 blp = Blueprint(
     "internal_transfer",
@@ -94,10 +94,7 @@ def history(query: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, TransferSchema)
 @blp.alt_response(404, schema=ApiErrorSchema)
 def get_transfer(request_id: str) -> dict[str, Any]:
-    try:
-        wanted = parse_id(request_id)
-    except ValueError:
-        raise NotFound("no such transfer") from None
+    wanted = path_id(request_id)
     services = container()
     transfer = services.transfers.get_for_user(current_principal().user_id, wanted)
     return transfer_view(transfer, services.catalog)

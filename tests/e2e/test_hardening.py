@@ -181,3 +181,13 @@ def test_a_replayed_key_whose_first_answer_was_422_answers_422_with_the_same_bod
     assert first.status_code == again.status_code == 422
     assert again.json == first.json
     assert error_code(again) == "INSUFFICIENT_BALANCE"
+
+
+def test_user_and_admin_routes_agree_on_an_id_that_is_not_one(client: FlaskClient) -> None:
+    for bad in ("abc", "0", "-1", "1.5", "9" * 19, "9" * 5000, "%C2%B2"):
+        user = client.get(f"{TRANSFERS}/{bad}", headers=bearer(3001))
+        admin = client.get(f"{ADMIN}/transfers/{bad}", headers=bearer(1, operator=True))
+        action = client.post(f"{ADMIN}/transfers/{bad}/void", json={"reason": "test"}, headers=bearer(1, operator=True))
+        for response in (user, admin, action):
+            assert response.status_code == 404, (bad, response.json)
+            assert error_code(response) == "NOT_FOUND"
