@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
+    api.document_assets([asset.symbol for asset in app.extensions["internal_transfer"].catalog])
     for blueprint in (transfers.blp, accounts.blp, admin.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)

@@ -17,6 +17,7 @@ blp = Blueprint(
 @blp.route("/user/balances")
 @blp.response(200, BalancesSchema)
 def balances() -> dict[str, Any]:
+    """Your available and locked balance per asset and account type"""
     services = container()
     return {
         "balances": [
@@ -34,6 +35,7 @@ def balances() -> dict[str, Any]:
 @blp.route("/assets")
 @blp.response(200, AssetsSchema)
 def assets() -> dict[str, Any]:
+    """The supported assets, their decimals and transfer limits (public: no token)"""
     return {
         "assets": [
             {

@@ -6,13 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 from app.api.auth import current_principal
-from app.api.blueprint import Blueprint
+from app.api.blueprint import Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.path_ids import path_id
 from app.api.presenters import report_view, transfer_view
 from app.api.schemas import (
-    ApiErrorSchema,
     DepositRequestSchema,
     DepositSchema,
     OperatorActionSchema,
@@ -23,6 +22,15 @@ from app.api.schemas import (
     TransferReportSchema,
     TransferSchema,
 )
+from app.domain.errors import (
+    IdempotencyKeyReused,
+    IllegalTransition,
+    InvalidAmount,
+    InvalidPrecision,
+    NotFound,
+    NotPending,
+    UnsupportedAsset,
+)
 from app.domain.transfer import Status
 from app.services.operations import report_row
 
@@ -31,9 +39,14 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Oper
 
 
 @blp.route("/deposits", methods=["POST"])
+@blp.doc(
+    summary="Credit a user's funding account",
+    description="A key credits at most once; every replay answers 201 with the same deposit.",
+)
+@raises(InvalidAmount, InvalidPrecision, UnsupportedAsset, IdempotencyKeyReused)
+@takes_idempotency_key(required=True)
 @blp.arguments(DepositRequestSchema)
 @blp.response(201, DepositSchema)
-@blp.alt_response(403, schema=ApiErrorSchema)
 def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
     deposit = container().accounts.deposit(
         body["user_id"], body["asset"], body["amount"], idempotency_key(), current_principal().name
@@ -50,6 +63,7 @@ def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(StuckQuerySchema, location="query")
 @blp.response(200, TransferListSchema)
 def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
+    """Transfers still requesting or pending, oldest first"""
     services = container()
     found = services.operations.stuck(
         Status(query["status"]) if query["status"] else None,
@@ -60,18 +74,25 @@ def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/transfers/<request_id>")
+@raises(NotFound)
 @blp.response(200, TransferReportSchema)
 def show_transfer(request_id: str) -> dict[str, Any]:
+    """A transfer, what the ledger holds for it, and its audit trail"""
     services = container()
     return report_view(services.operations.show(path_id(request_id)), services.catalog)
 
 
 @blp.route("/transfers/<request_id>/<any(void, force_post, resend):action>", methods=["POST"])
+@raises(NotFound, NotPending, IllegalTransition)
 @blp.arguments(OperatorActionSchema)
 @blp.response(200, TransferSchema)
-@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
 def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[str, Any]:
-    """void: release the funds; force_post: the engine applied it but its result was lost; resend: ask again."""
+    """Void, force-post or re-send a pending transfer, with a reason
+
+    void: release the funds; force_post: the engine applied it but its result
+    was lost; resend: ask the engine again. Audited with the operator's name;
+    repeating an action that already took effect returns the same result.
+    """
     services = container()
     run = {
         "void": services.operations.void,
@@ -86,6 +107,7 @@ def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[
 @blp.arguments(ReconcileQuerySchema, location="query")
 @blp.response(200, ReconcileSchema)
 def reconcile(query: dict[str, Any]) -> dict[str, Any]:
+    """Compare the store with the ledger for one transfer or one user"""
     services = container()
     reports = services.operations.reconcile(query["request_id"], query["user_id"])
     now = services.transfers.clock()

@@ -8,21 +8,35 @@ from flask import url_for
 from flask.views import MethodView
 
 from app.api.auth import current_principal
-from app.api.blueprint import Blueprint
+from app.api.blueprint import Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.path_ids import path_id
 from app.api.presenters import transfer_view
 from app.api.schemas import (
-    ApiErrorSchema,
     HistoryQuerySchema,
     HistorySchema,
     TransferRequestSchema,
     TransferSchema,
 )
-from app.domain.errors import InsufficientBalance
+from app.domain.errors import (
+    AmountTooLarge,
+    AmountTooSmall,
+    AssetMismatch,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    InvalidAccountType,
+    InvalidAmount,
+    InvalidPrecision,
+    NotFound,
+    PermissionDenied,
+    SameAccount,
+    UnsupportedAsset,
+)
 from app.domain.transfer import FailureReason, Status, Transfer
 from app.services.transfers import build_command
+
+LOCATION_HEADER = {"description": "The transfer's URL", "schema": {"type": "string"}}
 
 blp = Blueprint(
     "internal_transfer",
@@ -34,13 +48,34 @@ blp = Blueprint(
 
 @blp.route("")
 class InternalTransfers(MethodView):
+    @raises(
+        InvalidAmount,
+        InvalidPrecision,
+        AmountTooSmall,
+        AmountTooLarge,
+        UnsupportedAsset,
+        AssetMismatch,
+        InvalidAccountType,
+        SameAccount,
+        PermissionDenied,
+        IdempotencyKeyReused,
+        InsufficientBalance,
+    )
+    @takes_idempotency_key(required=False)
     @blp.arguments(TransferRequestSchema)
-    @blp.response(202, TransferSchema, description="Accepted: funds are locked, the engine is asked.")
-    @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid request.")
-    @blp.alt_response(422, schema=ApiErrorSchema, description="INSUFFICIENT_BALANCE; recorded as failed.")
-    @blp.alt_response(409, schema=ApiErrorSchema, description="IDEMPOTENCY_KEY_REUSED.")
-    @blp.alt_response(503, schema=ApiErrorSchema, description="DEPENDENCY_UNAVAILABLE; retry.")
+    @blp.response(
+        202,
+        TransferSchema,
+        description="Accepted: funds are locked, the engine is asked (also every replay of such a request).",
+        headers={"Location": LOCATION_HEADER},
+    )
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Move funds between your own funding and spot accounts
+
+        The funds are locked at once; the balance engine settles the transfer
+        shortly after. An INSUFFICIENT_BALANCE refusal (422) is recorded as a
+        failed transfer, named in `details.request_id`.
+        """
         services = container()
         command = build_command(
             services.catalog,
@@ -76,6 +111,7 @@ def replay_refusal(transfer: Transfer) -> None:
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
 def history(query: dict[str, Any]) -> dict[str, Any]:
+    """Your transfers, newest first, a page at a time"""
     services = container()
     page = services.transfers.history(
         current_principal().user_id,
@@ -91,9 +127,10 @@ def history(query: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/<request_id>", endpoint="get_transfer")
+@raises(NotFound)
 @blp.response(200, TransferSchema)
-@blp.alt_response(404, schema=ApiErrorSchema)
 def get_transfer(request_id: str) -> dict[str, Any]:
+    """One of your transfers (another user's looks exactly like a missing one)"""
     wanted = path_id(request_id)
     services = container()
     transfer = services.transfers.get_for_user(current_principal().user_id, wanted)
