@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench services-up services-down
+.PHONY: run test lint bench services-up services-down chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint chromium
 	scripts/test-with-services $(BIN)/pytest $(PYTEST_ARGS)
+
+# tests/e2e/test_docs_browser.py renders /docs in Debian's headless chromium; installed once, if missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium; }
 
 # Starts the dev services it needs (and stops only those), TigerBeetle when TIGERBEETLE_BIN names one.
 bench: $(STAMP)

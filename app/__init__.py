@@ -6,6 +6,7 @@ import threading
 
 from flask import Flask
 
+from app.api import docs_assets
 from app.bootstrap import Container, build
 from app.config import Settings
 from app.logging_setup import configure_logging
@@ -25,9 +26,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Served by this app from pinned packages (app/api/docs_assets.py), so the pages work offline.
+        OPENAPI_SWAGGER_UI_URL=docs_assets.SWAGGER_UI_URL,
+        # No validator badge: Swagger UI would fetch it from the internet.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         OPENAPI_REDOC_PATH="/redoc",
-        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        OPENAPI_REDOC_URL=docs_assets.REDOC_URL,
         JSON_SORT_KEYS=False,
     )
     app.extensions["internal_transfer"] = container or build(settings)
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for blueprint in (transfers.blp, accounts.blp, admin.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
+    app.register_blueprint(docs_assets.blp)
     register_error_handlers(app)
 
     from app.cli import register_cli
