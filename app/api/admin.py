@@ -44,7 +44,8 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Oper
     description="A key credits at most once; every replay answers 201 with the same deposit.",
 )
 @raises(InvalidAmount, InvalidPrecision, UnsupportedAsset, IdempotencyKeyReused)
-@takes_idempotency_key(required=True)
+# Optional here, as the handler has it today; the change that makes deposits require a key flips this to True.
+@takes_idempotency_key(required=False)
 @blp.arguments(DepositRequestSchema)
 @blp.response(201, DepositSchema)
 def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
