@@ -28,5 +28,5 @@ class Api(flask_smorest.Api):
 
         self.ma_plugin.converter.add_attribute_function(asset_enum)
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         return http_error_response(error)

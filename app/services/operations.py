@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.domain.errors import NotPending, ReasonRequired  # re-exported: callers import them from here
+from app.domain.errors import NotPending as NotPending  # re-exported for callers
+from app.domain.errors import ReasonRequired as ReasonRequired  # re-exported for callers
 from app.domain.transfer import Actor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.ledger import LedgerState
 from app.services.transfers import NotFound, TransferService

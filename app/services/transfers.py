@@ -9,13 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.assets import AssetCatalog
-from app.domain.errors import (  # re-exported: callers import them from here
-    IdempotencyKeyReused,
-    InsufficientBalance,
-    NotFound,
-    PermissionDenied,
-    ValidationFailed,
-)
+from app.domain.errors import IdempotencyKeyReused as IdempotencyKeyReused  # re-exported for callers
+from app.domain.errors import InsufficientBalance as InsufficientBalance  # re-exported for callers
+from app.domain.errors import NotFound as NotFound  # re-exported for callers
+from app.domain.errors import PermissionDenied, ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     AccountType,
