@@ -191,3 +191,27 @@ def test_user_and_admin_routes_agree_on_an_id_that_is_not_one(client: FlaskClien
         for response in (user, admin, action):
             assert response.status_code == 404, (bad, response.json)
             assert error_code(response) == "NOT_FOUND"
+
+
+def test_the_token_is_checked_before_the_body_is_parsed_or_its_type_judged(client: FlaskClient) -> None:
+    for data, content_type in (
+        ("[" * 60_000, "application/json"),
+        ("{not json", "application/json"),
+        ("x", "text/plain"),
+    ):
+        response = client.post(f"{ADMIN}/deposits", data=data, headers={"Content-Type": content_type})
+        assert response.status_code == 401, (content_type, response.json)
+        user = client.post(f"{ADMIN}/deposits", data=data, headers={**bearer(3001), "Content-Type": content_type})
+        assert user.status_code == 403, (content_type, user.json)
+
+
+def test_huge_integers_in_a_query_are_a_clean_400(client: FlaskClient) -> None:
+    digits = "9" * 5000
+    for url, headers in (
+        (f"{ADMIN}/reconcile?request_id={digits}", bearer(1, operator=True)),
+        (f"{ADMIN}/transfers/stuck?limit={digits}", bearer(1, operator=True)),
+        (f"{TRANSFERS}/history?limit={digits}", bearer(3001)),
+    ):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 400, (url[:60], response.json)
+        assert error_code(response) == "INVALID_REQUEST"
