@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench services-up services-down
+.PHONY: run test lint unit bench services-up services-down chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ unit: $(STAMP)
 	REQUIRE_REAL_BACKENDS= $(BIN)/pytest -q tests/unit tests/contract \
 		-m "not real_backends and not slow and not tigerbeetle" -k "not cassandra and not kafka and not tigerbeetle"
 
-test: lint
+test: lint chromium
 	scripts/test-with-services $(BIN)/pytest $(PYTEST_ARGS)
+
+# tests/e2e/test_docs_browser.py renders /docs in Debian's headless chromium; installed once, if missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium; }
 
 # Starts the dev services it needs (and stops only those), TigerBeetle when TIGERBEETLE_BIN names one.
 bench: $(STAMP)

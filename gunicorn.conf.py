@@ -7,7 +7,8 @@ from app.config import Settings
 _settings = Settings()
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
-worker_class = "gthread"
+# gthread, with gunicorn's own error pages (400, 414...) in the service's JSON error shape.
+worker_class = "app.api.gunicorn_errors.JsonErrorThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Embedded mode keeps state in one process (SQLite, the in-process bus), so
 # it runs exactly one worker. Scale-out needs the real backends.

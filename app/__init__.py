@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from flask import Flask, Response
-from flask_smorest import Api
 
+from app.api import docs_assets
 from app.api.auth import TokenPolicy
 from app.bootstrap import Container, build
 from app.config import Settings
@@ -34,23 +34,31 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Served by this app from pinned packages (app/api/docs_assets.py), so the pages work offline.
+        OPENAPI_SWAGGER_UI_URL=docs_assets.SWAGGER_UI_URL,
+        # No validator badge: Swagger UI would fetch it from the internet.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         OPENAPI_REDOC_PATH="/redoc",
-        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        OPENAPI_REDOC_URL=docs_assets.REDOC_URL,
         JSON_SORT_KEYS=False,
     )
     app.extensions["internal_transfer"] = container or build(settings)
 
-    from app.api import accounts, admin, health, limits, transfers
+    from app.api import accounts, admin, body, health, limits, transfers
     from app.api.errors import register_error_handlers
+    from app.api.openapi import Api
     from app.api.rate_limits import install_rate_limits
+
+    body.install(app)
 
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
+    api.document_assets([asset.symbol for asset in app.extensions["internal_transfer"].catalog])
     for blueprint in (transfers.blp, accounts.blp, admin.blp, limits.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
+    app.register_blueprint(docs_assets.blp)
     install_rate_limits(app, settings.ratelimit_storage_uri, settings.transfer_rate_limit)
     register_error_handlers(app)
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
-from app.api.auth import authenticated, current_principal
+from app.api.auth import current_principal
+from app.api.blueprint import Blueprint
 from app.api.container import container
 from app.api.schemas import AssetsSchema, BalancesSchema
 
-blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="Balances and assets.")
+blp = Blueprint(
+    "accounts", __name__, url_prefix="/api/v1", description="Balances and assets.", public_endpoints=["assets"]
+)
 
 
 @blp.route("/user/balances")
 @blp.response(200, BalancesSchema)
-@authenticated
 def balances() -> dict[str, Any]:
+    """Your available and locked balance per asset and account type"""
     services = container()
     return {
         "balances": [
@@ -34,6 +35,7 @@ def balances() -> dict[str, Any]:
 @blp.route("/assets")
 @blp.response(200, AssetsSchema)
 def assets() -> dict[str, Any]:
+    """The supported assets, their decimals and transfer limits (public: no token)"""
     return {
         "assets": [
             {

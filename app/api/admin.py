@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask_smorest import Blueprint
-
-from app.api.auth import current_principal, operator_only
+from app.api.auth import current_principal
+from app.api.blueprint import Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
+from app.api.path_ids import path_id
 from app.api.presenters import report_view, transfer_view
 from app.api.schemas import (
-    ApiErrorSchema,
     DepositRequestSchema,
     DepositSchema,
     OperatorActionSchema,
@@ -23,19 +22,32 @@ from app.api.schemas import (
     TransferReportSchema,
     TransferSchema,
 )
-from app.domain.errors import ValidationFailed
-from app.domain.ids import parse_id
+from app.domain.errors import (
+    IdempotencyKeyReused,
+    IllegalTransition,
+    InvalidAmount,
+    InvalidPrecision,
+    NotFound,
+    NotPending,
+    UnsupportedAsset,
+)
 from app.domain.transfer import Status
 from app.services.operations import report_row
 
-blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operator tools.")
+# Every route here is for operators: the blueprint checks the role before any input is read.
+blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operator tools.", operator_only=True)
 
 
 @blp.route("/deposits", methods=["POST"])
+@blp.doc(
+    summary="Credit a user's funding account",
+    description="The Idempotency-Key is required and credits at most once; every replay answers 201 with the"
+    " same deposit. The operator and the reason go into the deposit audit.",
+)
+@raises(InvalidAmount, InvalidPrecision, UnsupportedAsset, IdempotencyKeyReused)
+@takes_idempotency_key(required=True)
 @blp.arguments(DepositRequestSchema)
 @blp.response(201, DepositSchema)
-@blp.alt_response(403, schema=ApiErrorSchema)
-@operator_only
 def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
     """Credit funds; the Idempotency-Key is required, and the operator and reason go into the deposit audit."""
     deposit = container().accounts.deposit(
@@ -54,18 +66,11 @@ def create_deposit(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse_id(request_id: str) -> int:
-    try:
-        return parse_id(request_id)
-    except ValueError:
-        raise ValidationFailed("request_id must be a decimal id") from None
-
-
 @blp.route("/transfers/stuck")
 @blp.arguments(StuckQuerySchema, location="query")
 @blp.response(200, TransferListSchema)
-@operator_only
 def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
+    """Transfers still requesting or pending, oldest first"""
     services = container()
     found = services.operations.stuck(
         Status(query["status"]) if query["status"] else None,
@@ -76,35 +81,40 @@ def stuck_transfers(query: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/transfers/<request_id>")
+@raises(NotFound)
 @blp.response(200, TransferReportSchema)
-@operator_only
 def show_transfer(request_id: str) -> dict[str, Any]:
+    """A transfer, what the ledger holds for it, and its audit trail"""
     services = container()
-    return report_view(services.operations.show(_parse_id(request_id)), services.catalog)
+    return report_view(services.operations.show(path_id(request_id)), services.catalog)
 
 
 @blp.route("/transfers/<request_id>/<any(void, force_post, resend):action>", methods=["POST"])
+@raises(NotFound, NotPending, IllegalTransition)
 @blp.arguments(OperatorActionSchema)
 @blp.response(200, TransferSchema)
-@blp.alt_response(409, schema=ApiErrorSchema, description="TRANSFER_NOT_PENDING")
-@operator_only
 def act_on_transfer(body: dict[str, Any], request_id: str, action: str) -> dict[str, Any]:
-    """void: release the funds; force_post: the engine applied it but its result was lost; resend: ask again."""
+    """Void, force-post or re-send a pending transfer, with a reason
+
+    void: release the funds; force_post: the engine applied it but its result
+    was lost; resend: ask the engine again. Audited with the operator's name;
+    repeating an action that already took effect returns the same result.
+    """
     services = container()
     run = {
         "void": services.operations.void,
         "force_post": services.operations.force_post,
         "resend": services.operations.resend,
     }[action]
-    done = run(_parse_id(request_id), str(current_principal().user_id), body["reason"])
+    done = run(path_id(request_id), str(current_principal().user_id), body["reason"])
     return transfer_view(done, services.catalog)
 
 
 @blp.route("/reconcile")
 @blp.arguments(ReconcileQuerySchema, location="query")
 @blp.response(200, ReconcileSchema)
-@operator_only
 def reconcile(query: dict[str, Any]) -> dict[str, Any]:
+    """Compare the store with the ledger for one transfer or one user"""
     services = container()
     reports = services.operations.reconcile(query["request_id"], query["user_id"])
     now = services.transfers.clock()

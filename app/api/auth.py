@@ -18,7 +18,8 @@ from typing import Any, ParamSpec, TypeVar
 import jwt
 from flask import current_app, g, request
 
-from app.domain.errors import DomainError, ValidationFailed
+from app.domain.errors import PermissionDenied as Forbidden
+from app.domain.errors import Unauthenticated, ValidationFailed
 from app.domain.ids import parse_id
 
 P = ParamSpec("P")
@@ -30,14 +31,6 @@ ROLES = (USER_ROLE, OPERATOR_ROLE)
 ALGORITHM = "HS256"
 # Clocks of the minting and verifying machines may differ this much.
 LEEWAY_SECONDS = 30
-
-
-class Unauthenticated(DomainError):
-    code = "UNAUTHENTICATED"
-
-
-class Forbidden(DomainError):
-    code = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)
@@ -171,4 +164,20 @@ def operator_only(view: Callable[P, R]) -> Callable[P, R]:
 
 def current_principal() -> Principal:
     principal: Principal = g.principal
+    return principal
+
+
+# Called by app/api/blueprint.py before any input is parsed (issue 9).
+def authenticate() -> Principal:
+    """Check the bearer token and remember the caller for current_principal()."""
+    g.principal = _principal_from_request()
+    return g.principal  # type: ignore[no-any-return]
+
+
+def authorize_operator() -> Principal:
+    """authenticate(), and refuse anyone but an operator."""
+    principal = _principal_from_request()
+    if not principal.is_operator:
+        raise Forbidden("operator role required")
+    g.principal = principal
     return principal

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from app.domain.money import MAX_AMOUNT_CHARS
 from app.domain.transfer import Status
 
+# Amounts the service sends: balances may be zero.
 _DECIMAL = {"type": "string", "pattern": r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", "example": "100.00000000"}
+# Amounts a client sends: a positive plain decimal, so "0" and "0.000" are excluded
+# (written without a lookahead, which not every OpenAPI tool's regex supports).
+_POSITIVE_DECIMAL = {
+    "type": "string",
+    "pattern": r"^(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)$",
+    "maxLength": MAX_AMOUNT_CHARS,
+    "example": "100.00000000",
+    "description": "a plain positive decimal string, at most the asset's decimals",
+}
+# The spec lists the symbols of the running catalogue (app/api/openapi.py fills the enum).
+ASSET = {"asset_symbol": True, "example": "USDT"}
 
 
 class AccountRefSchema(Schema):
@@ -16,7 +29,7 @@ class AccountRefSchema(Schema):
     # Left as raw strings here so the domain can answer with its own codes
     # (INVALID_ACCOUNT_TYPE, UNSUPPORTED_ASSET) rather than a generic one.
     account_type = fields.String(required=True, metadata={"enum": ["funding", "spot"]})
-    asset = fields.String(required=True, metadata={"example": "USDT"})
+    asset = fields.String(required=True, metadata=ASSET)
     user_id = fields.Integer(
         strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1, max=2**63 - 1)
     )
@@ -29,12 +42,12 @@ class TransferRequestSchema(Schema):
     from_account = fields.Nested(AccountRefSchema, required=True)
     to_account = fields.Nested(AccountRefSchema, required=True)
     # Raw, so a JSON number reaches the domain and is refused as INVALID_AMOUNT.
-    amount = fields.Raw(required=True, metadata=_DECIMAL)
+    amount = fields.Raw(required=True, metadata=_POSITIVE_DECIMAL)
 
 
 class AccountViewSchema(Schema):
     account_type = fields.String()
-    asset = fields.String()
+    asset = fields.String(metadata=ASSET)
     user_id = fields.Integer()
 
 
@@ -56,7 +69,7 @@ class HistoryQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf([s.value for s in Status]))
-    asset = fields.String(load_default=None)
+    asset = fields.String(load_default=None, metadata=ASSET)
 
 
 class HistorySchema(Schema):
@@ -65,7 +78,7 @@ class HistorySchema(Schema):
 
 
 class BalanceSchema(Schema):
-    asset = fields.String()
+    asset = fields.String(metadata=ASSET)
     account_type = fields.String()
     available = fields.String(metadata=_DECIMAL)
     locked = fields.String(metadata=_DECIMAL)
@@ -76,7 +89,7 @@ class BalancesSchema(Schema):
 
 
 class AssetSchema(Schema):
-    symbol = fields.String()
+    symbol = fields.String(metadata=ASSET)
     decimals = fields.Integer()
     min_amount = fields.String(metadata=_DECIMAL)
     max_amount = fields.String(metadata=_DECIMAL)
@@ -91,8 +104,8 @@ class DepositRequestSchema(Schema):
         unknown = RAISE
 
     user_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=2**63 - 1))
-    asset = fields.String(required=True)
-    amount = fields.Raw(required=True, metadata=_DECIMAL)
+    asset = fields.String(required=True, metadata=ASSET)
+    amount = fields.Raw(required=True, metadata=_POSITIVE_DECIMAL)
     # Why the money is credited: kept in the deposit audit with the operator.
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
@@ -100,7 +113,7 @@ class DepositRequestSchema(Schema):
 class DepositSchema(Schema):
     deposit_id = fields.String()
     user_id = fields.Integer()
-    asset = fields.String()
+    asset = fields.String(metadata=ASSET)
     amount = fields.String(metadata=_DECIMAL)
 
 
@@ -121,12 +134,16 @@ class OperatorActionSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
+MAX_OLDER_THAN_SECONDS = 366 * 24 * 3600
+
+
 class StuckQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
     status = fields.String(load_default=None, validate=validate.OneOf(["requesting", "pending"]))
-    older_than_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded so timedelta() never overflows (it did at 10^11, a 500); a year is past any real question.
+    older_than_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OLDER_THAN_SECONDS))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
@@ -157,7 +174,7 @@ class TransferReportSchema(Schema):
 class ReconcileRowSchema(Schema):
     request_id = fields.String()
     user_id = fields.Integer()
-    asset = fields.String()
+    asset = fields.String(metadata=ASSET)
     amount_units = fields.String()
     store_status = fields.String()
     ledger_state = fields.String()

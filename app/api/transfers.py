@@ -6,22 +6,39 @@ from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app.api.auth import authenticated, current_principal
+from app.api.auth import current_principal
+from app.api.blueprint import Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
+from app.api.path_ids import path_id
 from app.api.presenters import transfer_view
 from app.api.schemas import (
-    ApiErrorSchema,
     HistoryQuerySchema,
     HistorySchema,
     TransferRequestSchema,
     TransferSchema,
 )
-from app.domain.ids import parse_id
-from app.domain.transfer import Status
-from app.services.transfers import NotFound, build_command
+from app.domain.errors import (
+    AmountTooLarge,
+    AmountTooSmall,
+    AssetMismatch,
+    DailyLimitExceeded,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    InvalidAccountType,
+    InvalidAmount,
+    InvalidPrecision,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    SameAccount,
+    UnsupportedAsset,
+)
+from app.domain.transfer import FailureReason, Status, Transfer
+from app.services.transfers import build_command
+
+LOCATION_HEADER = {"description": "The transfer's URL", "schema": {"type": "string"}}
 
 blp = Blueprint(
     "internal_transfer",
@@ -33,19 +50,36 @@ blp = Blueprint(
 
 @blp.route("")
 class InternalTransfers(MethodView):
-    decorators = [authenticated]
-
-    @blp.arguments(TransferRequestSchema)
-    @blp.response(202, TransferSchema, description="Accepted: funds are locked, the engine is asked.")
-    @blp.alt_response(200, schema=TransferSchema, description="A replay of an Idempotency-Key.")
-    @blp.alt_response(400, schema=ApiErrorSchema, description="Invalid request.")
-    @blp.alt_response(
-        422, schema=ApiErrorSchema, description="INSUFFICIENT_BALANCE or DAILY_LIMIT_EXCEEDED; recorded as failed."
+    @raises(
+        InvalidAmount,
+        InvalidPrecision,
+        AmountTooSmall,
+        AmountTooLarge,
+        UnsupportedAsset,
+        AssetMismatch,
+        InvalidAccountType,
+        SameAccount,
+        PermissionDenied,
+        IdempotencyKeyReused,
+        InsufficientBalance,
+        DailyLimitExceeded,
+        RateLimited,
     )
-    @blp.alt_response(429, schema=ApiErrorSchema, description="RATE_LIMITED; retry after Retry-After seconds.")
-    @blp.alt_response(409, schema=ApiErrorSchema, description="IDEMPOTENCY_KEY_REUSED.")
-    @blp.alt_response(503, schema=ApiErrorSchema, description="DEPENDENCY_UNAVAILABLE; retry.")
+    @takes_idempotency_key(required=False)
+    @blp.arguments(TransferRequestSchema)
+    @blp.response(
+        202,
+        TransferSchema,
+        description="Accepted: funds are locked, the engine is asked (also every replay of such a request).",
+        headers={"Location": LOCATION_HEADER},
+    )
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Move funds between your own funding and spot accounts
+
+        The funds are locked at once; the balance engine settles the transfer
+        shortly after. An INSUFFICIENT_BALANCE refusal (422) is recorded as a
+        failed transfer, named in `details.request_id`.
+        """
         services = container()
         command = build_command(
             services.catalog,
@@ -55,16 +89,33 @@ class InternalTransfers(MethodView):
             body["amount"],
         )
         result = services.transfers.submit(command, idempotency_key())
+        if result.replayed:
+            replay_refusal(result.transfer)
         location = url_for("internal_transfer.get_transfer", request_id=str(result.transfer.request_id))
-        status = 200 if result.replayed else 202
-        return transfer_view(result.transfer, services.catalog), status, {"Location": location}
+        # A replay answers what the first request did: 202 (the transfer was accepted).
+        return transfer_view(result.transfer, services.catalog), 202, {"Location": location}
+
+
+def replay_refusal(transfer: Transfer) -> None:
+    """A replayed key whose first answer was 422 answers 422 again, with the same body.
+
+    The first answer is derived from the record, not stored: a transfer is
+    recorded failed with INSUFFICIENT_BALANCE only by the lock refusal that
+    answered 422 (app/services/transfers.py), and every other recorded
+    transfer was accepted, 202. (A first answer of 503 is not replayed: the
+    retry carries the work on, which is what it is for.) So status and error
+    body are exactly the first ones, with no response store to keep in step;
+    a 202's body is the transfer's current state, the same resource, fresher.
+    """
+    if transfer.status == Status.FAILED and transfer.failure_reason == FailureReason.INSUFFICIENT_BALANCE.value:
+        raise InsufficientBalance(InsufficientBalance.MESSAGE, request_id=str(transfer.request_id))
 
 
 @blp.route("/history")
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
-@authenticated
 def history(query: dict[str, Any]) -> dict[str, Any]:
+    """Your transfers, newest first, a page at a time"""
     services = container()
     page = services.transfers.history(
         current_principal().user_id,
@@ -80,14 +131,11 @@ def history(query: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/<request_id>", endpoint="get_transfer")
+@raises(NotFound)
 @blp.response(200, TransferSchema)
-@blp.alt_response(404, schema=ApiErrorSchema)
-@authenticated
 def get_transfer(request_id: str) -> dict[str, Any]:
-    try:
-        wanted = parse_id(request_id)
-    except ValueError:
-        raise NotFound("no such transfer") from None
+    """One of your transfers (another user's looks exactly like a missing one)"""
+    wanted = path_id(request_id)
     services = container()
     transfer = services.transfers.get_for_user(current_principal().user_id, wanted)
     return transfer_view(transfer, services.catalog)

@@ -8,9 +8,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.domain.errors import ValidationFailed
+from app.domain.errors import AmountTooLarge, AmountTooSmall, InvalidAmount, InvalidPrecision
 
-_PLAIN_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+# Used with fullmatch only: `$` would also match before a final "\n", so "1\n" would pass.
+# ASCII digits only: `[0-9]`, never `\d`, which matches any Unicode digit.
+_PLAIN_DECIMAL = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?")
+
+# Longer than any amount an asset can hold (the ledger's 128-bit balances have
+# 39 digits), far below Python's int-string limit (4,300 digits), which would
+# otherwise raise ValueError deep in int() and answer 500.
+MAX_AMOUNT_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -34,45 +41,36 @@ def parse_amount(text: object, asset: Asset, *, bounded: bool = True) -> int:
     `bounded` applies the asset's transfer limits (deposits are not transfers).
     """
     if not isinstance(text, str):
-        raise ValidationFailed("amount must be a decimal string", code="INVALID_AMOUNT")
-    match = _PLAIN_DECIMAL.match(text)
+        raise InvalidAmount("amount must be a decimal string")
+    if len(text) > MAX_AMOUNT_CHARS:
+        raise InvalidAmount(f"amount must be at most {MAX_AMOUNT_CHARS} characters")
+    match = _PLAIN_DECIMAL.fullmatch(text)
     if match is None:
-        raise ValidationFailed(
-            'amount must be a plain positive decimal string such as "100.5"',
-            code="INVALID_AMOUNT",
-        )
+        raise InvalidAmount('amount must be a plain positive decimal string such as "100.5"')
     whole, fraction = match.group(1), match.group(2) or ""
     if len(fraction) > asset.decimals:
         # Trailing zeros beyond the precision are still refused: the client
         # must not believe the service keeps digits it does not.
-        raise ValidationFailed(
-            f"{asset.symbol} has {asset.decimals} decimals",
-            code="INVALID_PRECISION",
-            decimals=asset.decimals,
-        )
+        raise InvalidPrecision(f"{asset.symbol} has {asset.decimals} decimals", decimals=asset.decimals)
     units = int(whole + fraction.ljust(asset.decimals, "0"))
     if units == 0:
-        raise ValidationFailed("amount must be greater than zero", code="INVALID_AMOUNT")
+        raise InvalidAmount("amount must be greater than zero")
     if not bounded:
         return units
     if units < asset.min_units:
-        raise ValidationFailed(
-            f"amount is below the minimum {asset.format(asset.min_units)}",
-            code="AMOUNT_TOO_SMALL",
-            min_amount=asset.format(asset.min_units),
+        raise AmountTooSmall(
+            f"amount is below the minimum {asset.format(asset.min_units)}", min_amount=asset.format(asset.min_units)
         )
     if units > asset.max_units:
-        raise ValidationFailed(
-            f"amount is above the maximum {asset.format(asset.max_units)}",
-            code="AMOUNT_TOO_LARGE",
-            max_amount=asset.format(asset.max_units),
+        raise AmountTooLarge(
+            f"amount is above the maximum {asset.format(asset.max_units)}", max_amount=asset.format(asset.max_units)
         )
     return units
 
 
 def parse_config_amount(text: str, decimals: int) -> int:
     """Parse an amount from trusted configuration (no min/max applies)."""
-    match = _PLAIN_DECIMAL.match(text)
+    match = _PLAIN_DECIMAL.fullmatch(text) if len(text) <= MAX_AMOUNT_CHARS else None
     if match is None or len(match.group(2) or "") > decimals:
         raise ValueError(f"bad configured amount {text!r}")
     return int(match.group(1) + (match.group(2) or "").ljust(decimals, "0"))

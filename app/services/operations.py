@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.domain.errors import DomainError, ValidationFailed
+from app.domain.errors import NotPending as NotPending  # re-exported for callers
+from app.domain.errors import ReasonRequired as ReasonRequired  # re-exported for callers
+from app.domain.errors import ValidationFailed
 from app.domain.transfer import AuditActor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.ledger import LedgerState
 from app.services.transfers import NotFound, TransferService
@@ -29,14 +31,6 @@ def stuck_age(seconds: int) -> timedelta:
             f"older than must be between 0 and {MAX_STUCK_AGE_SECONDS} seconds", field="older_than_seconds"
         )
     return timedelta(seconds=seconds)
-
-
-class NotPending(DomainError):
-    code = "TRANSFER_NOT_PENDING"
-
-
-class ReasonRequired(DomainError):
-    code = "INVALID_REQUEST"
 
 
 # What each store status may legitimately sit beside in the ledger.

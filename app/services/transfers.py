@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 
 from app.domain.account_model import Direction
 from app.domain.assets import AssetCatalog
-from app.domain.errors import DailyLimitExceeded, DomainError, ValidationFailed
+from app.domain.errors import DailyLimitExceeded, PermissionDenied, ValidationFailed
+from app.domain.errors import IdempotencyKeyReused as IdempotencyKeyReused  # re-exported for callers
+from app.domain.errors import InsufficientBalance as InsufficientBalance  # re-exported for callers
+from app.domain.errors import NotFound as NotFound  # re-exported for callers
 from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     API,
@@ -39,22 +42,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class InsufficientBalance(DomainError):
-    code = "INSUFFICIENT_BALANCE"
-
-
-class IdempotencyKeyReused(DomainError):
-    code = "IDEMPOTENCY_KEY_REUSED"
-
-
-class NotFound(DomainError):
-    code = "NOT_FOUND"
-
-
-class PermissionDenied(DomainError):
-    code = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)

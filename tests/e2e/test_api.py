@@ -173,12 +173,13 @@ def test_someone_elses_transfer_is_404_like_a_missing_one(client: FlaskClient) -
         assert (response.status_code, error_code(response)) == (404, "NOT_FOUND")
 
 
-def test_idempotent_replay_is_200_and_key_reuse_is_409(client: FlaskClient) -> None:
+def test_idempotent_replay_answers_202_again_and_key_reuse_is_409(client: FlaskClient) -> None:
     deposit(client, 16)
     headers = {**bearer(16), "Idempotency-Key": "order-1"}
     first = client.post(TRANSFERS, json=transfer_body("1"), headers=headers)
     again = client.post(TRANSFERS, json=transfer_body("1"), headers=headers)
-    assert (first.status_code, again.status_code) == (202, 200)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.headers["Location"] == first.headers["Location"]
     assert again.json["request_id"] == first.json["request_id"]
     reused = client.post(TRANSFERS, json=transfer_body("2"), headers=headers)
     assert (reused.status_code, error_code(reused)) == (409, "IDEMPOTENCY_KEY_REUSED")

@@ -9,9 +9,9 @@ from typing import Any
 import jwt
 import pytest
 
-from app.api.auth import Principal, Unauthenticated, issue_token, verify_token
+from app.api.auth import Principal, issue_token, verify_token
 from app.config import DEV_JWT_SECRET, Settings
-from app.domain.errors import ValidationFailed
+from app.domain.errors import Unauthenticated, ValidationFailed
 from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, TEST_TOKEN_POLICY
 
 POLICY = TEST_TOKEN_POLICY

@@ -1,0 +1,166 @@
+"""The Blueprint every API route uses: authentication first, then the body, then the schema.
+
+flask-smorest validates `@blp.arguments` inside the view wrapper, so a
+decorator on the view cannot run before it. A blueprint's `before_request`
+does: it runs after routing and before the view, so an unauthenticated
+caller never gets a validation answer (which would echo the schema) and
+a body is never parsed for a caller who may not send it.
+
+The same class documents what it enforces: every operation's spec lists the
+errors the guard can answer (401, 403, 413, 415), those its view declares
+with `@raises(...)`, and 503 wherever a backend is asked, each with its codes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from copy import deepcopy
+from typing import Any, TypeVar
+
+import flask_smorest
+from flask import request
+from marshmallow import missing
+from webargs.flaskparser import FlaskParser
+
+from app.api import body
+from app.api.auth import authenticate, authorize_operator
+from app.api.schemas import ApiErrorSchema
+from app.domain.errors import (
+    DomainError,
+    PayloadTooLarge,
+    PermissionDenied,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+
+
+class _BoundedJsonParser(FlaskParser):
+    """webargs' parser, with the bounded JSON reader of app/api/body.py instead of json.loads."""
+
+    # The API answers validation errors 400 (never webargs' default 422), and the spec says so.
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def load_json(self, req: Any, schema: Any) -> Any:
+        raw = req.get_data(cache=True)
+        body.check_read_size(raw)
+        if not raw:
+            return missing  # marshmallow then names the required fields
+        return body.parse_json_body(raw)
+
+
+def _apidoc(func: Any) -> dict[str, Any]:
+    # Every flask-smorest decorator copies `_apidoc` onto its wrapper, so any order works.
+    func._apidoc = deepcopy(getattr(func, "_apidoc", {}))
+    doc: dict[str, Any] = func._apidoc
+    return doc
+
+
+def raises(*errors: type[DomainError]) -> Callable[[F], F]:
+    """Declare, for the spec, the errors a view itself can answer (besides those of the guard)."""
+
+    def decorator(func: F) -> F:
+        _apidoc(func).setdefault("errors", []).extend(errors)
+        return func
+
+    return decorator
+
+
+def takes_idempotency_key(*, required: bool) -> Callable[[F], F]:
+    """Declare, for the spec, the Idempotency-Key header a view reads."""
+
+    def decorator(func: F) -> F:
+        _apidoc(func)["idempotency_key"] = required
+        return func
+
+    return decorator
+
+
+# Headers the error responses carry (app/api/errors.py sets them).
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+}
+
+
+def _error_response(status: int, errors: list[type[DomainError]]) -> dict[str, Any]:
+    codes = sorted({e.code for e in errors})
+    response: dict[str, Any] = {
+        "description": ", ".join(codes),
+        "content": {"application/json": {"schema": ApiErrorSchema}},
+    }
+    if status in _ERROR_HEADERS:
+        response["headers"] = _ERROR_HEADERS[status]
+    return response
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = _BoundedJsonParser()
+
+    def __init__(
+        self,
+        *args: Any,
+        operator_only: bool = False,
+        public_endpoints: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._operator_only = operator_only
+        self._public_endpoints = frozenset(public_endpoints)
+        self._public = frozenset(f"{self.name}.{endpoint}" for endpoint in public_endpoints)
+        self.before_request(self._guard)
+        self._prepare_doc_cbks.append(self._prepare_errors_doc)
+
+    def _guard(self) -> None:
+        if request.endpoint not in self._public:
+            if self._operator_only:
+                authorize_operator()
+            else:
+                authenticate()
+        body.check_media_type()
+
+    def _store_endpoint_docs(self, endpoint: str, obj: Any, parameters: Any, tags: Any, **options: Any) -> None:
+        super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
+        for method_doc in self._docs[endpoint].values():
+            if isinstance(method_doc, dict):
+                method_doc["public"] = endpoint in self._public_endpoints
+
+    def _prepare_errors_doc(
+        self, doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        errors: list[type[DomainError]] = list(doc_info.get("errors", []))
+        public = bool(doc_info.get("public"))
+        if not public:
+            errors += [Unauthenticated, ServiceUnavailable]
+            if self._operator_only:
+                errors.append(PermissionDenied)
+        if method.upper() in body.BODY_METHODS:
+            errors += [PayloadTooLarge, UnsupportedMediaType, ValidationFailed]
+        if doc_info.get("arguments"):
+            errors.append(ValidationFailed)
+        by_status: dict[int, list[type[DomainError]]] = defaultdict(list)
+        for error in errors:
+            by_status[error.http_status].append(error)
+        responses = doc.setdefault("responses", {})
+        for status, group in by_status.items():
+            responses.pop(status, None)  # flask-smorest's own entry (e.g. the arguments' 400), replaced
+            responses[str(status)] = _error_response(status, group)
+        if public:
+            doc["security"] = []
+        if "idempotency_key" in doc_info:
+            doc.setdefault("parameters", []).append(
+                {
+                    "in": "header",
+                    "name": "Idempotency-Key",
+                    "required": doc_info["idempotency_key"],
+                    "schema": IDEMPOTENCY_KEY_SCHEMA,
+                    "description": "Makes a retry safe: a replay answers what the first request answered.",
+                }
+            )
+        return doc

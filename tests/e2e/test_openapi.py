@@ -1,0 +1,83 @@
+"""The served OpenAPI spec tells the truth about what the service answers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from app.domain.errors import all_codes
+from tests.e2e.conftest import json_of
+
+BODY_METHODS = {"post", "put", "patch"}
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, op)
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if method != "parameters"
+    ]
+
+
+def test_every_error_response_is_the_real_error_shape(client: FlaskClient) -> None:
+    spec = json_of(client.get("/openapi.json"))
+    error = spec["components"]["schemas"]["ApiError"]
+    assert error["properties"]["error"]["$ref"] == "#/components/schemas/ApiErrorBody"
+    assert set(spec["components"]["schemas"]["ApiErrorBody"]["properties"]) == {"code", "message", "details"}
+    default = spec["components"]["responses"]["DEFAULT_ERROR"]
+    assert default["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ApiError"
+    for path, method, op in operations(spec):
+        assert "422" not in op["responses"] or path.endswith("internal_transfer"), (path, method)
+        for status, response in op["responses"].items():
+            if status.startswith(("4", "5")):
+                assert response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ApiError"
+                for code in response["description"].split(", "):
+                    assert all_codes()[code] == int(status), (path, method, status, code)
+
+
+def test_every_operation_has_a_summary_and_the_errors_it_can_answer(client: FlaskClient) -> None:
+    spec = json_of(client.get("/openapi.json"))
+    assert len(operations(spec)) >= 10
+    for path, method, op in operations(spec):
+        assert op.get("summary"), (path, method)
+        statuses = set(op["responses"])
+        public = op.get("security") == []
+        if not public:
+            assert {"401", "503"} <= statuses, (path, method)
+            assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+            assert "Retry-After" in op["responses"]["503"]["headers"]
+        if path.startswith("/api/v1/admin/"):
+            assert "403" in statuses, (path, method)
+        if method in BODY_METHODS:
+            assert {"400", "413", "415"} <= statuses, (path, method)
+        if "{request_id}" in path:
+            assert "404" in statuses, (path, method)
+        if op.get("parameters"):
+            assert "400" in statuses or all(p["in"] in ("header", "path") for p in op["parameters"]), (path, method)
+
+
+def test_the_specific_truths(client: FlaskClient) -> None:
+    spec = json_of(client.get("/openapi.json"))
+    paths = spec["paths"]
+    assert paths["/api/v1/assets"]["get"]["security"] == []
+    post = paths["/api/v1/user/internal_transfer"]["post"]
+    assert "Location" in post["responses"]["202"]["headers"]
+    assert {"409", "422"} <= set(post["responses"])
+    assert "IDEMPOTENCY_KEY_REUSED" in post["responses"]["409"]["description"]
+    key = next(p for p in post["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["in"] == "header"
+    deposit = paths["/api/v1/admin/deposits"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in deposit["parameters"])
+    act = paths["/api/v1/admin/transfers/{request_id}/{action}"]["post"]
+    assert "TRANSFER_NOT_PENDING" in act["responses"]["409"]["description"]
+
+    account = spec["components"]["schemas"]["AccountRef"]["properties"]
+    assert account["asset"]["enum"] == ["BTC", "ETH", "USDT"]
+    pattern = re.compile(spec["components"]["schemas"]["TransferRequest"]["properties"]["amount"]["pattern"])
+    for refused in ("0", "0.0", "00", "01", "-1", "1e3", " 1", "1."):
+        assert not pattern.search(refused), refused
+    for accepted in ("1", "0.5", "100.00000000", "0.00000001", "10"):
+        assert pattern.search(accepted), accepted
