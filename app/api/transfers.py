@@ -91,6 +91,8 @@ class InternalTransfers(MethodView):
         result = services.transfers.submit(command, idempotency_key())
         if result.replayed:
             replay_refusal(result.transfer)
+            if result.transfer.failure_reason == FailureReason.DAILY_LIMIT_EXCEEDED.value:
+                raise services.transfers.limit_refusal(result.transfer)
         location = url_for("internal_transfer.get_transfer", request_id=str(result.transfer.request_id))
         # A replay answers what the first request did: 202 (the transfer was accepted).
         return transfer_view(result.transfer, services.catalog), 202, {"Location": location}
@@ -100,8 +102,9 @@ def replay_refusal(transfer: Transfer) -> None:
     """A replayed key whose first answer was 422 answers 422 again, with the same body.
 
     The first answer is derived from the record, not stored: a transfer is
-    recorded failed with INSUFFICIENT_BALANCE only by the lock refusal that
-    answered 422 (app/services/transfers.py), and every other recorded
+    recorded failed with INSUFFICIENT_BALANCE (or DAILY_LIMIT_EXCEEDED, whose
+    replay the caller raises, with the day's figures as they are now) only by
+    the lock refusal that answered 422 (app/services/transfers.py), and every other recorded
     transfer was accepted, 202. (A first answer of 503 is not replayed: the
     retry carries the work on, which is what it is for.) So status and error
     body are exactly the first ones, with no response store to keep in step;

@@ -197,7 +197,7 @@ class TransferService:
                     "lock refused: daily limit exceeded",
                     FailureReason.DAILY_LIMIT_EXCEEDED,
                 )
-                raise self._limit_exceeded(transfer)
+                raise self.limit_refusal(transfer)
             if outcome == LockOutcome.INSUFFICIENT_BALANCE:
                 self._record(
                     transfer,
@@ -237,8 +237,12 @@ class TransferService:
             raise
         return pending
 
-    def _limit_exceeded(self, transfer: Transfer) -> DailyLimitExceeded:
-        """The refusal, with what remains today; the transfer is already recorded failed."""
+    def limit_refusal(self, transfer: Transfer) -> DailyLimitExceeded:
+        """The refusal, with what remains today; the transfer is already recorded failed.
+
+        Also the answer to a replay of its Idempotency-Key: the same code and
+        transfer, with the day's figures as they are now.
+        """
         asset = self.catalog.get(transfer.asset)
         direction = Direction.of(transfer.from_type, transfer.to_type)
         details: dict[str, str] = {"request_id": str(transfer.request_id), "asset": asset.symbol}

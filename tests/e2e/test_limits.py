@@ -241,3 +241,14 @@ def test_operators_override_from_the_cli_with_a_reason(limits_app: Flask, client
     assert refused.exit_code != 0 and "UNSUPPORTED_ASSET" in refused.output
     listed = runner.invoke(args=["limits", "show", str(user_id)])
     assert listed.exit_code == 0 and json.loads(listed.output)["user_id"] == user_id
+
+
+def test_a_replayed_limit_refusal_is_the_same_422(client: FlaskClient) -> None:
+    user_id = random_user_id()
+    deposit(client, user_id, "1000")
+    assert set_limit(client, user_id, "50").status_code == 201
+    key = {"Idempotency-Key": f"limit-replay-{user_id}"}
+    first = client.post(TRANSFERS, json=transfer_body("60"), headers={**bearer(user_id), **key})
+    again = client.post(TRANSFERS, json=transfer_body("60"), headers={**bearer(user_id), **key})
+    assert (first.status_code, again.status_code) == (422, 422)
+    assert json_of(again) == json_of(first)  # nothing used since, so even the figures agree
