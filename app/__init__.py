@@ -15,7 +15,7 @@ API_TITLE = "Internal transfer service"
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> Flask:
-    configure_logging()
+    configure_logging("web")
     settings = settings or (container.settings if container else Settings())
     app = Flask(__name__)
     app.config.update(
@@ -43,6 +43,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
+
+    from app.observability import web as observability
+
+    observability.install(app)
 
     from app.cli import register_cli
 

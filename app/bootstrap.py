@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
+from app.observability.instrumented import instrumented
 from app.ports.bus import EngineBus, ServiceBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
@@ -158,7 +159,11 @@ def build(
     ids = make_id_generator(settings, store)
     ledger = ledger or make_ledger(settings.ledger_url)
     bus = bus or make_bus(settings.bus_url)
-    transfers = TransferService(store, ledger, bus, catalog, ids)
+    # The services see the backends through a proxy that times each call
+    # (dependency metrics); the container keeps the adapters themselves.
+    transfers = TransferService(
+        instrumented(store, "store"), instrumented(ledger, "ledger"), instrumented(bus, "bus"), catalog, ids
+    )
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
         resend_after=timedelta(seconds=settings.resend_after_seconds),

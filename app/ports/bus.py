@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.ids import parse_id
+from app.observability.context import valid_trace_id
 
 SCHEMA_VERSION = 1
 
@@ -22,9 +23,11 @@ class EngineRequest:
     from_account_type: str
     to_account_type: str
     amount_units: int
+    # The POST's trace id (its X-Request-Id), for the logs only; optional.
+    trace_id: str | None = None
 
     def to_message(self) -> dict[str, object]:
-        return {
+        message: dict[str, object] = {
             "schema_version": SCHEMA_VERSION,
             "request_id": str(self.request_id),
             "user_id": str(self.user_id),
@@ -33,6 +36,9 @@ class EngineRequest:
             "to_account_type": self.to_account_type,
             "amount_units": str(self.amount_units),
         }
+        if self.trace_id is not None:
+            message["trace_id"] = self.trace_id
+        return message
 
     @classmethod
     def from_message(cls, message: dict[str, object]) -> EngineRequest:
@@ -45,6 +51,8 @@ class EngineRequest:
             from_account_type=str(message["from_account_type"]),
             to_account_type=str(message["to_account_type"]),
             amount_units=int(str(message["amount_units"])),
+            # Not a reason to dead-letter: an unusable trace id is dropped.
+            trace_id=valid_trace_id(message.get("trace_id")),
         )
 
 
@@ -53,16 +61,21 @@ class EngineResult:
     request_id: int
     outcome: str  # "confirmed" | "rejected"
     reason: str | None = None
+    # The request's trace id, carried back by the engine; optional.
+    trace_id: str | None = None
 
     OUTCOMES = ("confirmed", "rejected")
 
     def to_message(self) -> dict[str, object]:
-        return {
+        message: dict[str, object] = {
             "schema_version": SCHEMA_VERSION,
             "request_id": str(self.request_id),
             "outcome": self.outcome,
             "reason": self.reason,
         }
+        if self.trace_id is not None:
+            message["trace_id"] = self.trace_id
+        return message
 
     @classmethod
     def from_message(cls, message: dict[str, object]) -> EngineResult:
@@ -76,6 +89,7 @@ class EngineResult:
             request_id=parse_id(str(message["request_id"])),
             outcome=str(outcome),
             reason=None if reason is None else str(reason),
+            trace_id=valid_trace_id(message.get("trace_id")),
         )
 
 

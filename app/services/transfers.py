@@ -19,6 +19,8 @@ from app.domain.transfer import (
     Transfer,
     TransferCommand,
 )
+from app.observability import transfers as observe
+from app.observability.context import current_trace_id, request_id_var
 from app.ports.bus import EngineRequest, EngineResult, PoisonMessage, ServiceBus
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, ResolveOutcome
@@ -60,13 +62,17 @@ class _Decision:
     actor: str
     reason: str
     failure_reason: str | None
+    # The POST's trace id, as the engine's result carried it back: for the logs.
+    trace_id: str | None = None
 
     @classmethod
     def of_result(cls, transfer: Transfer, result: EngineResult) -> _Decision:
         if result.outcome == "confirmed":
-            return cls(transfer, True, Actor.SETTLEMENT.value, "confirmed by the engine", None)
+            return cls(transfer, True, Actor.SETTLEMENT.value, "confirmed by the engine", None, result.trace_id)
         reason = f"rejected by the engine: {result.reason or 'no reason'}"
-        return cls(transfer, False, Actor.SETTLEMENT.value, reason, FailureReason.REJECTED_BY_ENGINE.value)
+        return cls(
+            transfer, False, Actor.SETTLEMENT.value, reason, FailureReason.REJECTED_BY_ENGINE.value, result.trace_id
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,11 @@ class TransferService:
     # -- submit -------------------------------------------------------------
 
     def submit(self, command: TransferCommand, idempotency_key: str | None = None) -> SubmitResult:
+        result = self._submit(command, idempotency_key)
+        observe.accepted(result.transfer, result.replayed)
+        return result
+
+    def _submit(self, command: TransferCommand, idempotency_key: str | None) -> SubmitResult:
         if idempotency_key is None:
             transfer = Transfer.new(self.ids.next_id(), command, self.clock())
             self._record_new(transfer)
@@ -164,6 +175,8 @@ class TransferService:
         return SubmitResult(self._lock_and_send(existing), replayed=True)
 
     def _record_new(self, transfer: Transfer) -> None:
+        # From here on this request's log lines name the transfer (the web resets it per request).
+        request_id_var.set(str(transfer.request_id))
         self.store.record_new(transfer)
         crash_point("after_store_insert")
 
@@ -173,6 +186,7 @@ class TransferService:
         """Apply the state machine, then write the change; the store keeps the most advanced status."""
         after = transfer.moved_to(target, self.clock(), failure_reason)
         self.store.record_statuses([StatusChange(transfer, after, str(actor), reason)])
+        observe.reached(transfer, after, str(actor))
         return after
 
     def record_locked(self, transfer: Transfer, actor: str, reason: str) -> Transfer:
@@ -237,6 +251,7 @@ class TransferService:
                 from_account_type=transfer.from_type.value,
                 to_account_type=transfer.to_type.value,
                 amount_units=transfer.amount,
+                trace_id=current_trace_id(),
             )
         )
         crash_point("after_publish")
@@ -348,6 +363,8 @@ class TransferService:
             finals.append(final)
         crash_point("before_final_store_update")
         self.store.record_statuses(changes)
+        for decision, final in zip(decisions, finals, strict=True):
+            observe.reached(decision.transfer, final, decision.actor, decision.trace_id)
         return finals
 
     def _changes_for(self, decision: _Decision, outcome: ResolveOutcome) -> tuple[list[StatusChange], Transfer]:

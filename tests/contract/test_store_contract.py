@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -301,3 +301,43 @@ def test_a_listing_never_hides_an_open_transfer_from_the_next(store: TransferSto
 
 def test_ping_answers(store: TransferStore) -> None:
     store.ping()
+
+
+def test_settled_between_lists_terminal_transfers_by_when_they_settled(store: TransferStore) -> None:
+    started = now()
+    user = random_user_id()
+    succeeded = record_move(store, record_move(store, _new(store, user, 11), Status.PENDING), Status.SUCCESS)
+    failed = record_move(store, _new(store, user, 12), Status.FAILED, failure_reason="NOT_LOCKED")
+    still_pending = record_move(store, _new(store, user, 13), Status.PENDING)
+    ended = now()
+    found = {t.request_id: t for t in store.settled_between(started, ended + timedelta(microseconds=1), 1000)}
+    assert found[succeeded.request_id].status == Status.SUCCESS
+    assert found[failed.request_id].failure_reason == "NOT_LOCKED"
+    assert still_pending.request_id not in found
+    # Outside the window: nothing of ours.
+    later = store.settled_between(ended + timedelta(seconds=1), ended + timedelta(seconds=120), 1000)
+    assert not {succeeded.request_id, failed.request_id} & {t.request_id for t in later}
+    earlier = store.settled_between(started - timedelta(seconds=120), started, 1000)
+    assert not {succeeded.request_id, failed.request_id} & {t.request_id for t in earlier}
+
+
+def test_settled_between_is_oldest_first_and_bounded(store: TransferStore) -> None:
+    user = random_user_id()
+    base = now() - timedelta(minutes=3)
+    settled = []
+    for minute in range(3):
+        transfer = _new(store, user, 20 + minute)
+        moment = base + timedelta(minutes=minute)
+        settled.append(record_move(store, transfer, Status.FAILED, failure_reason="NOT_LOCKED", now=moment))
+    window = store.settled_between(base, base + timedelta(minutes=3), 1000)
+    ours = [t.request_id for t in window if t.user_id == user]
+    assert ours == [t.request_id for t in settled]
+    first_two = store.settled_between(base, base + timedelta(minutes=3), 2)
+    assert len(first_two) == 2
+    assert [t.updated_at for t in first_two] == sorted(t.updated_at for t in first_two)
+
+
+def _new(store: TransferStore, user_id: int, amount: int) -> Transfer:
+    transfer = make_transfer(user_id, amount)
+    store.record_new(transfer)
+    return transfer
