@@ -171,3 +171,23 @@ def start_exporter_from_env(port_variable: str) -> int | None:
     port = int(value)
     start_exporter(port, os.environ.get("METRICS_ADDR", "127.0.0.1").strip() or "127.0.0.1")
     return port
+
+
+def _initialise_series() -> None:
+    """Known label values start at 0, so a panel has data and the first increment is a visible rise."""
+    from app.domain.transfer import FailureReason
+
+    TRANSFERS.labels(outcome="accepted", failure_reason="")
+    TRANSFERS.labels(outcome="success", failure_reason="")
+    for reason in FailureReason:
+        TRANSFERS.labels(outcome="failed", failure_reason=reason.value)
+    for source in ("scanner", "reconciliation"):
+        LEDGER_MISMATCHES.labels(source=source)
+    for topic in ("requests", "results"):
+        for kind in ("malformed", "poison", "retries_exhausted"):
+            DEAD_LETTERS.labels(topic=topic, kind=kind)
+    for action in ("resent", "locked_sent", "completed_success", "completed_failed", "failed_not_locked", "mismatch"):
+        SCAN_ACTIONS.labels(action=action)
+
+
+_initialise_series()
