@@ -6,6 +6,7 @@ embedded mode the web process runs the same thing in threads.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -69,6 +70,8 @@ def main() -> None:
     from app.observability.metrics import start_exporter_from_env
 
     configure_logging("worker")
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a wedged worker waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # Its own port (METRICS_PORT): the worker serves no HTTP otherwise.
     start_exporter_from_env("METRICS_PORT")
     container = build(Settings())
