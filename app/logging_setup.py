@@ -110,6 +110,8 @@ def configure_logging(process: str = "web") -> None:
         root.addHandler(handler)
     handler.filters = [ContextFilter(process)]
     handler.setFormatter(make_formatter())
+    # Python's warnings (a driver's deprecation notice) become records too, so they are JSON lines.
+    logging.captureWarnings(True)
     # Client libraries narrate every connect at INFO; keep their warnings.
     for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(logging.WARNING)
