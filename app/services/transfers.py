@@ -133,9 +133,14 @@ class TransferService:
     # -- submit -------------------------------------------------------------
 
     def submit(self, command: TransferCommand, idempotency_key: str | None = None) -> SubmitResult:
-        result = self._submit(command, idempotency_key)
-        observe.accepted(result.transfer, result.replayed)
-        return result
+        # Log lines of this submission name its transfer once it has an id; none after.
+        token = request_id_var.set(None)
+        try:
+            result = self._submit(command, idempotency_key)
+            observe.accepted(result.transfer, result.replayed)
+            return result
+        finally:
+            request_id_var.reset(token)
 
     def _submit(self, command: TransferCommand, idempotency_key: str | None) -> SubmitResult:
         if idempotency_key is None:
@@ -175,7 +180,7 @@ class TransferService:
         return SubmitResult(self._lock_and_send(existing), replayed=True)
 
     def _record_new(self, transfer: Transfer) -> None:
-        # From here on this request's log lines name the transfer (the web resets it per request).
+        # From here on this submission's log lines name the transfer (`submit` unbinds it).
         request_id_var.set(str(transfer.request_id))
         self.store.record_new(transfer)
         crash_point("after_store_insert")
