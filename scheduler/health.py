@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.base import BaseScheduler
 
 from app.bootstrap import Container
 from app.observability.metrics import BACKEND_UP, CONSUMER_LAG, DLQ_MESSAGES
+
+if TYPE_CHECKING:
+    from app.adapters.kafka_monitor import KafkaMonitor
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +26,7 @@ log = logging.getLogger(__name__)
 class HealthProbe:
     def __init__(self, container: Container) -> None:
         self.container = container
-        self.monitor = None
+        self.monitor: KafkaMonitor | None = None
         if container.settings.bus_url.startswith("kafka:"):
             from app.adapters.kafka_monitor import KafkaMonitor
 
@@ -53,16 +57,17 @@ class HealthProbe:
         except Exception as exc:
             # The bus's own ping says whether Kafka is down; stale lag is dropped, not kept.
             log.warning("health: cannot read consumer lag: %r", exc)
-            for topic, partition in self._lag_series:
-                CONSUMER_LAG.remove(topic, partition)
+            for labels in self._lag_series:
+                CONSUMER_LAG.remove(*labels)
             self._lag_series.clear()
             return
-        seen = set()
+        seen: set[tuple[str, str]] = set()
         for (topic, partition), lag in backlog.lag.items():
             CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
             seen.add((topic, str(partition)))
-        for topic, partition in self._lag_series - seen:
-            CONSUMER_LAG.remove(topic, partition)
+        for gone_topic, gone_partition in self._lag_series - seen:
+            # A partition that went away (fewer partitions, a deleted topic) leaves no stale value.
+            CONSUMER_LAG.remove(gone_topic, gone_partition)
         self._lag_series = seen
         for topic, depth in backlog.dead_letters.items():
             DLQ_MESSAGES.labels(topic=topic).set(depth)
