@@ -41,7 +41,10 @@ _READ_CHUNK = 50  # records one read request asks for
 # (fixed for the table's life: reads find rows by the same numbers).
 SETTLED_BUCKET_SECONDS = 60
 SETTLED_SHARDS = 8
-_WRITE_CHUNK = 5  # transfers per request: 10 partitions, Cassandra's warning threshold for an unlogged batch
+# Statements (each one partition) per request: Cassandra's warning threshold
+# for an unlogged batch across partitions. Five pending writes, or three
+# terminal ones (status, open-set delete, settled index).
+_BATCH_PARTITIONS = 10
 
 
 def _micros(moment: datetime) -> int:
@@ -288,13 +291,21 @@ class CassandraTransferStore(TransferStore):
         return statements
 
     def _status_groups(self, changes: Sequence[StatusChange]) -> list[list[Statement]]:
-        # A few transfers' changes (status, audit row, open-set delete) per
-        # request, the requests in flight at once. Small groups keep each
-        # batch far below Cassandra's batch size warning.
-        return [
-            [statement for change in changes[i : i + _WRITE_CHUNK] for statement in self._status_statements(change)]
-            for i in range(0, len(changes), _WRITE_CHUNK)
-        ]
+        # A few transfers' changes (status and audit row, open-set delete,
+        # settled index) per request, the requests in flight at once. A
+        # change's statements never straddle two requests, and no request
+        # spans more partitions than Cassandra's batch warning allows.
+        groups: list[list[Statement]] = []
+        current: list[Statement] = []
+        for change in changes:
+            statements = self._status_statements(change)
+            if current and len(current) + len(statements) > _BATCH_PARTITIONS:
+                groups.append(current)
+                current = []
+            current.extend(statements)
+        if current:
+            groups.append(current)
+        return groups
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         self.start_recording(changes)()
