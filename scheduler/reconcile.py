@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
 
+from app.observability.context import log_context, new_trace_id
 from app.services.reconciliation import ReconciliationPolicy, ReconciliationService
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def policy_from_env() -> tuple[float, ReconciliationPolicy]:
 
 def _reconcile_safely(service: ReconciliationService) -> None:
     try:
-        service.run_pass()
+        with log_context(trace_id=f"reconcile-{new_trace_id()[:20]}"):
+            service.run_pass()
     except Exception:
         # The next run tries again; its last-success time shows the gap.
         log.exception("reconciliation pass failed")
