@@ -90,3 +90,10 @@ def test_rules_and_dashboard_use_only_metrics_the_service_exports(source: Path) 
     used = set(re.findall(r"\binternal_transfer_[a-z_]+", source.read_text()))
     assert used, f"{source.name} names no metric"
     assert used - _exported_names() == set()
+
+
+def test_the_example_scrape_config_loads_the_rules(promtool: str) -> None:
+    example = RULES / "prometheus.example.yml"
+    result = subprocess.run([promtool, "check", "config", str(example)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "alerts.yml" in result.stdout and "thresholds.yml" in result.stdout
