@@ -136,3 +136,16 @@ def test_a_scanner_pass_records_its_time_and_the_backlog(harness: Harness) -> No
     assert _metric("internal_transfer_open", status="pending") >= 1
     assert _metric("internal_transfer_oldest_pending_seconds") >= 40 * 60
     assert _metric("internal_transfer_scanner_actions_total", action="resent") == resent + 1
+
+
+def test_a_pass_that_hits_its_limit_says_so(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    user = random_user_id()
+    harness.fund(user)
+    for units in (UNIT, 2 * UNIT):
+        _settled(harness, user, units)
+    harness.clock.advance(minutes=1)
+    service = ReconciliationService(harness.transfers, ReconciliationPolicy(limit=1))
+    with caplog.at_level(logging.WARNING, logger="internal_transfer.reconciliation"):
+        service.run_pass()
+    assert _metric("internal_transfer_reconcile_checked") == 1
+    assert any("only the first 1" in r.getMessage() for r in caplog.records)
