@@ -1,8 +1,19 @@
 """gunicorn settings; every value can be overridden by the environment."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
-from app.config import Settings
+# -- metrics: prometheus-client's multiprocess mode ------------------------------
+# Each worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR and a
+# scrape adds them up, so /metrics answers for all workers whichever serves
+# it. Set before anything imports prometheus_client (`app` does), which reads it once.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="internal-transfer-metrics-")
+
+from app.config import Settings  # noqa: E402 - after the metrics directory is set
 
 _settings = Settings()
 
@@ -16,6 +27,28 @@ workers = 1 if _settings.embedded_bus else int(os.environ.get("WEB_CONCURRENCY",
 timeout = 30
 graceful_timeout = 20
 accesslog = "-"
+# The trace id (X-Request-Id, as echoed) ends each access line, so one grep finds it.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms trace_id=%({x-request-id}o)s'
+if os.environ.get("LOG_FORMAT", "json").strip().lower() != "text":
+    # gunicorn's own lines (boot, worker exits, access) as JSON objects too, to stderr.
+    _json_handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "filters": ["context"],
+        "stream": "ext://sys.stderr",
+    }
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "app.logging_setup.make_formatter"}},
+        "filters": {"context": {"()": "app.logging_setup.ContextFilter", "process": "web"}},
+        "handlers": {"gunicorn_json": _json_handler},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["gunicorn_json"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["gunicorn_json"], "propagate": False},
+        },
+        "root": {"level": "INFO", "handlers": []},
+    }
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
@@ -29,3 +62,28 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     # With the public development secrets anyone can mint an operator token:
     # refuse to start on anything but loopback (checked in app/config.py).
     _settings.check_listen_addresses(server.cfg.bind)
+    # Files left by an earlier run would add its counts to ours.
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    # WEB_METRICS_PORT: /metrics from the master on a port of its own (METRICS_ADDR,
+    # loopback by default), so METRICS_ON_WEB=0 can keep it off the public listener.
+    from app.observability.metrics import start_exporter_from_env
+
+    start_exporter_from_env("WEB_METRICS_PORT")
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    # A dead worker's live gauges must not count any more.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

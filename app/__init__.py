@@ -16,7 +16,7 @@ API_TITLE = "Internal transfer service"
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> Flask:
-    configure_logging()
+    configure_logging("web")
     settings = settings or (container.settings if container else Settings())
     app = Flask(__name__)
     user_key, operator_key = settings.effective_secrets()
@@ -64,6 +64,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     if settings.uses_dev_secrets:
         refuse_requests_beyond_loopback(app, settings)
+
+    from app.observability import web as observability
+
+    observability.install(app)
 
     from app.cli import register_cli
 

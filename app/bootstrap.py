@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
 from app.domain.limits import DefaultLimits
+from app.observability.instrumented import instrumented
 from app.ports.bus import EngineBus, ServiceBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
@@ -162,8 +163,11 @@ def build(
     ledger = ledger or make_ledger(settings.ledger_url)
     bus = bus or make_bus(settings.bus_url)
     defaults = DefaultLimits.from_toml(Path(settings.assets_file).read_text(), catalog)
-    limits = LimitService(store, ledger, catalog, defaults, utc_now)
-    transfers = TransferService(store, ledger, bus, catalog, ids, limits)
+    # The services see the backends through a proxy that times each call
+    # (dependency metrics); the container keeps the adapters themselves.
+    timed_store, timed_ledger = instrumented(store, "store"), instrumented(ledger, "ledger")
+    limits = LimitService(timed_store, timed_ledger, catalog, defaults, utc_now)
+    transfers = TransferService(timed_store, timed_ledger, instrumented(bus, "bus"), catalog, ids, limits)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
         resend_after=timedelta(seconds=settings.resend_after_seconds),

@@ -60,6 +60,13 @@ class ReferenceEngine:
         with self._db.transaction() as conn:
             results = [self._decide_once(conn, request) for request in requests]
         self.bus.publish_results(results)
+        for result in results:
+            # One line per answer, under the POST's trace id: one grep follows a transfer here too.
+            log.info(
+                "engine answered %s",
+                result.outcome,
+                extra={"request_id": str(result.request_id), "trace_id": result.trace_id, "reason": result.reason},
+            )
 
     def handle(self, request: EngineRequest) -> None:
         self.handle_batch([request])
@@ -76,7 +83,7 @@ class ReferenceEngine:
         else:
             outcome, reason = Outcome(row["outcome"]), row["reason"]
             conn.execute("UPDATE applied SET times_seen = times_seen + 1 WHERE request_id = ?", (request.request_id,))
-        return EngineResult(request.request_id, outcome, reason)
+        return EngineResult(request.request_id, outcome, reason, trace_id=request.trace_id)
 
     def applied(self) -> dict[int, str]:
         """What the engine applied, by request id: each appears once, by construction."""
@@ -95,8 +102,10 @@ def main() -> None:
     from app.bootstrap import make_engine_bus
     from app.config import Settings
     from app.logging_setup import configure_logging
+    from app.observability.metrics import start_exporter_from_env
 
-    configure_logging()
+    configure_logging("engine")
+    start_exporter_from_env("ENGINE_METRICS_PORT")
     settings = Settings()
     # Its own process, so only a networked bus (Kafka) makes sense here.
     bus = make_engine_bus(settings.bus_url)

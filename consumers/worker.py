@@ -6,6 +6,7 @@ embedded mode the web process runs the same thing in threads.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -13,8 +14,11 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.bootstrap import Container
+from app.services.reconciliation import ReconciliationService
 from consumers.reference_engine import ReferenceEngine
 from consumers.settlement import SettlementConsumer
+from scheduler.health import HealthProbe, add_health_probe
+from scheduler.reconcile import add_reconciliation, policy_from_env
 from scheduler.recovery import start_scanner
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ class BackgroundWorkers:
         )
         self._threads: list[threading.Thread] = []
         self._scheduler: BackgroundScheduler | None = None
+        self._probe: HealthProbe | None = None
 
     def start(self) -> None:
         consumer = SettlementConsumer(self.container.bus, self.container.transfers)
@@ -42,6 +47,11 @@ class BackgroundWorkers:
             thread.start()
             self._threads.append(thread)
         self._scheduler = start_scanner(self.container.recovery, self.container.settings.scanner_interval_seconds)
+        # Beside the scanner: reconciliation of what settled, and the backends' health.
+        interval, policy = policy_from_env()
+        add_reconciliation(self._scheduler, ReconciliationService(self.container.transfers, policy), interval)
+        self._probe = HealthProbe(self.container)
+        add_health_probe(self._scheduler, self._probe)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -49,14 +59,21 @@ class BackgroundWorkers:
             self._scheduler.shutdown(wait=True)
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._probe is not None:
+            self._probe.close()
 
 
 def main() -> None:
     from app.bootstrap import build
     from app.config import Settings
     from app.logging_setup import configure_logging
+    from app.observability.metrics import start_exporter_from_env
 
-    configure_logging()
+    configure_logging("worker")
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a wedged worker waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Its own port (METRICS_PORT): the worker serves no HTTP otherwise.
+    start_exporter_from_env("METRICS_PORT")
     container = build(Settings())
     workers = BackgroundWorkers(container, with_reference_engine=container.settings.embedded_bus)
     stopped = threading.Event()

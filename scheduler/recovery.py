@@ -7,14 +7,18 @@ from datetime import UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from app.observability.context import log_context, new_trace_id
 from app.services.recovery import RecoveryService
 
 log = logging.getLogger(__name__)
 
 
 def _scan_safely(recovery: RecoveryService) -> None:
+    # A trace id per pass: what the pass re-sends carries it to the engine and
+    # back, so a settlement that came from a re-send says which pass sent it.
     try:
-        recovery.scan()
+        with log_context(trace_id=f"scan-{new_trace_id()[:20]}"):
+            recovery.scan()
     except Exception:
         # The next run tries again; a scan must never kill the scheduler.
         log.exception("recovery scan failed")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from app.observability.metrics import DEAD_LETTERS
 from app.ports.bus import PoisonMessage
 from app.ports.errors import DependencyUnavailable
 from app.services.alerts import raise_alert
@@ -36,6 +37,14 @@ Partition = TypeVar("Partition", bound=Hashable)
 MALFORMED = "malformed"
 POISON = "poison"
 RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+def topic_role(topic: str) -> str:
+    """`requests` or `results` (a metric label): topic names carry a deployment's prefix."""
+    for role in ("requests", "results"):
+        if topic.endswith(role):
+            return role
+    return "other"
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,7 @@ class BatchDelivery(Generic[Partition, Message]):
                 continue
             already = self._dead_lettered.setdefault(record.partition, set())
             # A retry of the partition polls it again: one letter per record is enough.
-            if record.offset in already or self.dead_letter(record, MALFORMED, record.error or "malformed", 0):
+            if record.offset in already or self._send_to_dlq(record, MALFORMED, record.error or "malformed", 0):
                 already.add(record.offset)
                 dealt.add(record.offset)
             else:
@@ -255,7 +264,7 @@ class BatchDelivery(Generic[Partition, Message]):
         return True
 
     def _give_up(self, record: Polled[Partition, Message], kind: str, error: str, attempts: int) -> bool:
-        if not self.dead_letter(record, kind, error, attempts):
+        if not self._send_to_dlq(record, kind, error, attempts):
             return False  # the DLQ is down: the next attempt tries it again
         self._failing.pop(record.partition, None)
         if kind == RETRIES_EXHAUSTED:
@@ -270,6 +279,12 @@ class BatchDelivery(Generic[Partition, Message]):
                 error=error,
                 attempts=attempts,
             )
+        return True
+
+    def _send_to_dlq(self, record: Polled[Partition, Message], kind: str, error: str, attempts: int) -> bool:
+        if not self.dead_letter(record, kind, error, attempts):
+            return False
+        DEAD_LETTERS.labels(topic=topic_role(self.source), kind=kind).inc()
         return True
 
     def _retry(self, partition: Partition, offset: int, outcome: PartitionOutcome) -> None:

@@ -7,6 +7,7 @@ transaction, are in schema/ and docs/open-set.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,14 @@ _RECORD_COLUMNS = (
 )
 _MAX_HISTORY_SCAN = 2000  # index rows one history request may read
 _READ_CHUNK = 50  # records one read request asks for
-_WRITE_CHUNK = 5  # transfers per request: 10 partitions, Cassandra's warning threshold for an unlogged batch
+# The settled index: by the minute of the terminal write and a hash shard
+# (fixed for the table's life: reads find rows by the same numbers).
+SETTLED_BUCKET_SECONDS = 60
+SETTLED_SHARDS = 8
+# Statements (each one partition) per request: Cassandra's warning threshold
+# for an unlogged batch across partitions. Five pending writes, or three
+# terminal ones (status, open-set delete, settled index).
+_BATCH_PARTITIONS = 10
 
 
 def _micros(moment: datetime) -> int:
@@ -54,6 +62,17 @@ def _from_micros(micros: int) -> datetime:
 def status_write_timestamp(request_id: int, status: Status, failure_reason: FailureReason | None = None) -> int:
     """The write timestamp of a status: fixed per transfer, plus the status's precedence (under 1 ms)."""
     return timestamp_ms_of(request_id) * 1000 + precedence(status, failure_reason)
+
+
+def _settled_bucket(moment: datetime) -> int:
+    seconds = _micros(moment) // 1_000_000
+    return seconds - seconds % SETTLED_BUCKET_SECONDS
+
+
+def _settled_shard(request_id: int) -> int:
+    # A hash, not `id % shards`: a Snowflake's low bits restart every millisecond.
+    digest = hashlib.blake2b(request_id.to_bytes(8, "big"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % SETTLED_SHARDS
 
 
 def _utc_now() -> datetime:
@@ -276,16 +295,38 @@ class CassandraTransferStore(TransferStore):
         if after.status.is_terminal:
             home = self.open_set.window_of(after.created_at)
             statements.append(self.open_set.removal(after.request_id, home))
+            # The settled index, for the continuous reconciliation: one small
+            # row in a partition per minute and shard, gone by TTL (schema/).
+            # Reading history instead would mean every user's partition; this
+            # reads the last few minutes' partitions, whatever the volume
+            # behind them. It rides the status's own request (no extra round
+            # trip); an unlogged batch is not atomic across partitions, so a
+            # row can be lost in a crash: that transfer is then not re-checked,
+            # which never raises a false alarm.
+            statements.append(
+                (
+                    "INSERT INTO {ks}.settled_recently (minute, shard, request_id) VALUES (?, ?, ?)",
+                    (_settled_bucket(after.updated_at), _settled_shard(after.request_id), after.request_id),
+                )
+            )
         return statements
 
     def _status_groups(self, changes: Sequence[StatusChange]) -> list[list[Statement]]:
-        # A few transfers' changes (status, audit row, open-set delete) per
-        # request, the requests in flight at once. Small groups keep each
-        # batch far below Cassandra's batch size warning.
-        return [
-            [statement for change in changes[i : i + _WRITE_CHUNK] for statement in self._status_statements(change)]
-            for i in range(0, len(changes), _WRITE_CHUNK)
-        ]
+        # A few transfers' changes (status and audit row, open-set delete,
+        # settled index) per request, the requests in flight at once. A
+        # change's statements never straddle two requests, and no request
+        # spans more partitions than Cassandra's batch warning allows.
+        groups: list[list[Statement]] = []
+        current: list[Statement] = []
+        for change in changes:
+            statements = self._status_statements(change)
+            if current and len(current) + len(statements) > _BATCH_PARTITIONS:
+                groups.append(current)
+                current = []
+            current.extend(statements)
+        if current:
+            groups.append(current)
+        return groups
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         self.start_recording(changes)()
@@ -363,6 +404,22 @@ class CassandraTransferStore(TransferStore):
         return self.open_set.close_due_windows(still_open)
 
     # -- audit ------------------------------------------------------------------------
+
+    def settled_between(self, start: datetime, end: datetime, limit: int) -> list[Transfer]:
+        found: list[Transfer] = []
+        bucket = _settled_bucket(start)
+        while bucket <= _settled_bucket(end) and len(found) < limit:
+            # A bucket's shards in parallel, then their records; a bucket at a time, oldest first.
+            ids = self.db.run_each(
+                "SELECT request_id FROM {ks}.settled_recently WHERE minute = ? AND shard = ?",
+                [(bucket, shard) for shard in range(SETTLED_SHARDS)],
+                lambda rows: [row.request_id for row in rows],
+            )
+            records = self.get_many([request_id for shard_ids in ids for request_id in shard_ids])
+            found.extend(t for t in records.values() if t.status.is_terminal and start <= t.updated_at < end)
+            bucket += SETTLED_BUCKET_SECONDS
+        found.sort(key=lambda t: (t.updated_at, t.request_id))
+        return found[:limit]
 
     def audit_trail(self, request_id: int) -> list[AuditEntry]:
         rows = self.db.run(

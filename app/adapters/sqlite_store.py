@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import Direction
@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS transfers (
 CREATE INDEX IF NOT EXISTS transfers_by_user ON transfers (user_id, request_id DESC);
 CREATE INDEX IF NOT EXISTS open_transfers ON transfers (status, request_id)
     WHERE status IN ('requesting', 'pending');
+CREATE INDEX IF NOT EXISTS settled_transfers ON transfers (updated_at, request_id)
+    WHERE status IN ('success', 'failed');
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     user_id INTEGER NOT NULL, key TEXT NOT NULL, request_id INTEGER NOT NULL,
     fingerprint TEXT NOT NULL, PRIMARY KEY (user_id, key)
@@ -62,6 +64,10 @@ _STORED_PRECEDENCE = (
     + f" THEN {precedence(Status.FAILED, FailureReason.VOIDED)}"
     + f" ELSE {precedence(Status.FAILED, None)} END)"
 )
+
+
+def _utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
 
 
 def _row_to_transfer(row: sqlite3.Row) -> Transfer:
@@ -228,6 +234,16 @@ class SqliteTransferStore(TransferStore):
             ).fetchall()
         items = [_row_to_transfer(row) for row in rows[:limit]]
         return OpenPage(items=items, next_after=items[-1].request_id if len(rows) > limit else None)
+
+    def settled_between(self, start: datetime, end: datetime, limit: int) -> list[Transfer]:
+        # Times are stored as UTC ISO strings, which sort as the times do.
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT * FROM transfers WHERE status IN ('success', 'failed') AND updated_at >= ? AND updated_at < ?"
+                " ORDER BY updated_at, request_id LIMIT ?",
+                (_utc_iso(start), _utc_iso(end), limit),
+            ).fetchall()
+        return [_row_to_transfer(row) for row in rows]
 
     def audit_trail(self, request_id: int) -> list[AuditEntry]:
         with self._db.reading() as conn:

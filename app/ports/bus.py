@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from app.domain.ids import parse_id
 from app.domain.transfer import Outcome
+from app.observability.context import valid_trace_id
 
 SCHEMA_VERSION = 1
 
@@ -38,9 +39,11 @@ class EngineRequest:
     from_account_type: str
     to_account_type: str
     amount_units: int
+    # The POST's trace id (its X-Request-Id), for the logs only; optional.
+    trace_id: str | None = None
 
     def to_message(self) -> dict[str, object]:
-        return {
+        message: dict[str, object] = {
             "schema_version": SCHEMA_VERSION,
             "request_id": str(self.request_id),
             "user_id": str(self.user_id),
@@ -49,6 +52,9 @@ class EngineRequest:
             "to_account_type": self.to_account_type,
             "amount_units": str(self.amount_units),
         }
+        if self.trace_id is not None:
+            message["trace_id"] = self.trace_id
+        return message
 
     @classmethod
     def from_message(cls, message: dict[str, object]) -> EngineRequest:
@@ -61,6 +67,8 @@ class EngineRequest:
             from_account_type=str(message["from_account_type"]),
             to_account_type=str(message["to_account_type"]),
             amount_units=int(str(message["amount_units"])),
+            # Not a reason to dead-letter: an unusable trace id is dropped.
+            trace_id=valid_trace_id(message.get("trace_id")),
         )
 
 
@@ -69,14 +77,19 @@ class EngineResult:
     request_id: int
     outcome: Outcome
     reason: str | None = None
+    # The request's trace id, carried back by the engine; optional.
+    trace_id: str | None = None
 
     def to_message(self) -> dict[str, object]:
-        return {
+        message: dict[str, object] = {
             "schema_version": SCHEMA_VERSION,
             "request_id": str(self.request_id),
             "outcome": self.outcome.value,
             "reason": self.reason,
         }
+        if self.trace_id is not None:
+            message["trace_id"] = self.trace_id
+        return message
 
     @classmethod
     def from_message(cls, message: dict[str, object]) -> EngineResult:
@@ -88,7 +101,12 @@ class EngineResult:
         reason = message.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise ValueError("reason must be a string or null")
-        return cls(request_id=_id_field(message, "request_id"), outcome=Outcome(outcome), reason=reason)
+        return cls(
+            request_id=_id_field(message, "request_id"),
+            outcome=Outcome(outcome),
+            reason=reason,
+            trace_id=valid_trace_id(message.get("trace_id")),
+        )
 
 
 # A handler gets a batch of messages (in the order of their partitions,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.domain.deposit import DepositAudit
 from app.domain.limits import LimitOverride
@@ -105,6 +106,15 @@ class TransferStore(abc.ABC):
 
         Read-only as far as the scanner is concerned: it never moves what
         `advance_open_set` keeps, so an operator's listing changes nothing.
+        """
+
+    @abc.abstractmethod
+    def settled_between(self, start: datetime, end: datetime, limit: int) -> list[Transfer]:
+        """Terminal transfers whose stored `updated_at` is in [start, end), oldest first, at most `limit`.
+
+        For the continuous reconciliation, which compares a rolling window of
+        recently settled transfers with the ledger. Adapters may keep an index
+        for this only as long as that window needs (a day at least).
         """
 
     def advance_open_set(self) -> int:

@@ -9,23 +9,29 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from prometheus_client import Gauge
-
 from app.domain.ids import first_id_at
 from app.domain.transfer import SCANNER, FailureReason, Status, Transfer
+from app.observability.context import log_context
+from app.observability.metrics import (
+    LEDGER_MISMATCHES,
+    OLDEST_PENDING,
+    OLDEST_REQUESTING,
+    OPEN_TRANSFERS,
+    SCAN_ACTIONS,
+    SCAN_LAST_SUCCESS,
+    SCAN_SECONDS,
+)
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import FenceOutcome, LedgerState
 from app.services.alerts import raise_alert
 from app.services.transfers import TransferService
 
 log = logging.getLogger("internal_transfer.scanner")
-
-OPEN_TRANSFERS = Gauge("internal_transfer_open", "Transfers not yet terminal", ["status"])
-OLDEST_PENDING = Gauge("internal_transfer_oldest_pending_seconds", "Age of the oldest pending transfer")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,19 @@ class RecoveryService:
         Passes continue where the last one stopped, so with more open
         transfers than one batch every one of them is still visited.
         """
+        started = time.perf_counter()
+        actions = self._scan()
+        SCAN_SECONDS.observe(time.perf_counter() - started)
+        for action, count in actions.items():
+            SCAN_ACTIONS.labels(action=action).inc(count)
+        if actions["mismatch"]:
+            LEDGER_MISMATCHES.labels(source="scanner").inc(actions["mismatch"])
+        # A pass that reached no backend did not look at anything: it is no success.
+        if not any(action.startswith("unavailable:") for action in actions):
+            SCAN_LAST_SUCCESS.set(time.time())
+        return actions
+
+    def _scan(self) -> Counter[str]:
         actions: Counter[str] = Counter()
         now = self.transfers.clock()
         store = self.transfers.store
@@ -70,10 +89,11 @@ class RecoveryService:
         next_after = page.next_after
         self._cursor = next_after if next_after is not None and next_after < self._round_until else None
         open_transfers = page.items
-        oldest_pending = 0.0
+        oldest = {Status.REQUESTING: 0.0, Status.PENDING: 0.0}
         for transfer in open_transfers:
             try:
-                actions[self.reconcile(transfer, now)] += 1
+                with log_context(request_id=transfer.request_id):
+                    actions[self.reconcile(transfer, now)] += 1
             except DependencyUnavailable as exc:
                 actions[f"unavailable:{exc.backend}"] += 1
                 break
@@ -87,12 +107,13 @@ class RecoveryService:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 actions["error"] += 1
-            if transfer.status == Status.PENDING:
-                oldest_pending = max(oldest_pending, (now - transfer.created_at).total_seconds())
+            if transfer.status in oldest:
+                oldest[transfer.status] = max(oldest[transfer.status], (now - transfer.created_at).total_seconds())
         by_status = Counter(t.status.value for t in open_transfers)
         for status in (Status.REQUESTING, Status.PENDING):
             OPEN_TRANSFERS.labels(status=status.value).set(by_status.get(status.value, 0))
-        OLDEST_PENDING.set(oldest_pending)
+        OLDEST_PENDING.set(oldest[Status.PENDING])
+        OLDEST_REQUESTING.set(oldest[Status.REQUESTING])
         log.info(json.dumps({"event": "scan", "looked_at": len(open_transfers), "actions": actions}, sort_keys=True))
         return actions
 

@@ -27,6 +27,8 @@ from app.domain.transfer import (
     Transfer,
     TransferCommand,
 )
+from app.observability import transfers as observe
+from app.observability.context import current_trace_id, request_id_var
 from app.ports.bus import EngineRequest, EngineResult, PoisonMessage, ServiceBus
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, ResolveOutcome
@@ -53,13 +55,15 @@ class _Decision:
     actor: AuditActor
     reason: str
     failure_reason: FailureReason | None
+    # The POST's trace id, as the engine's result carried it back: for the logs.
+    trace_id: str | None = None
 
     @classmethod
     def of_result(cls, transfer: Transfer, result: EngineResult) -> _Decision:
         if result.outcome == Outcome.CONFIRMED:
-            return cls(transfer, True, SETTLEMENT, "confirmed by the engine", None)
+            return cls(transfer, True, SETTLEMENT, "confirmed by the engine", None, result.trace_id)
         reason = f"rejected by the engine: {result.reason or 'no reason'}"
-        return cls(transfer, False, SETTLEMENT, reason, FailureReason.REJECTED_BY_ENGINE)
+        return cls(transfer, False, SETTLEMENT, reason, FailureReason.REJECTED_BY_ENGINE, result.trace_id)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,16 @@ class TransferService:
     # -- submit -------------------------------------------------------------
 
     def submit(self, command: TransferCommand, idempotency_key: str | None = None) -> SubmitResult:
+        # Log lines of this submission name its transfer once it has an id; none after.
+        token = request_id_var.set(None)
+        try:
+            result = self._submit(command, idempotency_key)
+            observe.accepted(result.transfer, result.replayed)
+            return result
+        finally:
+            request_id_var.reset(token)
+
+    def _submit(self, command: TransferCommand, idempotency_key: str | None) -> SubmitResult:
         if idempotency_key is None:
             transfer = Transfer.new(self.ids.next_id(), command, self.clock())
             self._record_new(transfer)
@@ -159,6 +173,8 @@ class TransferService:
         return SubmitResult(self._lock_and_send(existing), replayed=True)
 
     def _record_new(self, transfer: Transfer) -> None:
+        # From here on this submission's log lines name the transfer (`submit` unbinds it).
+        request_id_var.set(str(transfer.request_id))
         self.store.record_new(transfer)
         crash_point("after_store_insert")
 
@@ -173,6 +189,7 @@ class TransferService:
         """Apply the state machine, then write the change; the store keeps the most advanced status."""
         after = transfer.moved_to(target, self.clock(), failure_reason)
         self.store.record_statuses([StatusChange(transfer, after, actor, reason)])
+        observe.reached(transfer, after, str(actor))
         return after
 
     def record_locked(self, transfer: Transfer, actor: AuditActor, reason: str) -> Transfer:
@@ -267,6 +284,7 @@ class TransferService:
                 from_account_type=transfer.from_type.value,
                 to_account_type=transfer.to_type.value,
                 amount_units=transfer.amount,
+                trace_id=current_trace_id(),
             )
         )
         crash_point("after_publish")
@@ -418,6 +436,8 @@ class TransferService:
             finals.append(final)
         crash_point("before_final_store_update")
         self.store.record_statuses(changes)
+        for decision, final in zip(decisions, finals, strict=True):
+            observe.reached(decision.transfer, final, str(decision.actor), decision.trace_id)
         return finals
 
     def _changes_for(self, decision: _Decision, outcome: ResolveOutcome) -> tuple[list[StatusChange], Transfer]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from app.domain.deposit import DepositAudit
 from app.domain.transfer import API, SCANNER, SETTLEMENT, AuditActor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.store import IdempotencyClaim, StatusChange, TransferStore
 from tests.conftest import make_transfer, random_request_id, random_user_id, record_move
@@ -307,65 +305,3 @@ def test_a_listing_never_hides_an_open_transfer_from_the_next(store: TransferSto
 
 def test_ping_answers(store: TransferStore) -> None:
     store.ping()
-
-
-# -- the deposit audit -----------------------------------------------------------------
-
-
-def _deposit_audit(deposit_id: int, amount: int = 500, operator: str = "operator:ann") -> DepositAudit:
-    return DepositAudit(
-        deposit_id=deposit_id,
-        user_id=random_user_id(),
-        asset="USDT",
-        amount=amount,
-        operator=operator,
-        reason="ticket 9: wire received",
-        idempotency_key="dep-1",
-        at=datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC),
-    )
-
-
-def test_a_deposit_audit_round_trips_every_field(store: TransferStore) -> None:
-    audit = _deposit_audit(random_request_id(), amount=2**64 + 7)
-    assert store.get_deposit(audit.deposit_id) is None
-    assert store.record_deposit(audit) == audit
-    assert store.get_deposit(audit.deposit_id) == audit
-
-
-def test_the_first_deposit_audit_under_an_id_is_kept(store: TransferStore) -> None:
-    first = _deposit_audit(random_request_id())
-    store.record_deposit(first)
-    retry = replace(first, operator="operator:bob", reason="retry", amount=first.amount + 1)
-    assert store.record_deposit(retry) == first
-    assert store.get_deposit(first.deposit_id) == first
-
-
-def test_racing_deposit_audits_keep_one(store: TransferStore) -> None:
-    deposit_id = random_request_id()
-    racers = 8
-    start = threading.Barrier(racers)
-
-    def race(index: int) -> DepositAudit:
-        start.wait()
-        return store.record_deposit(_deposit_audit(deposit_id, operator=f"operator:{index}"))
-
-    with ThreadPoolExecutor(racers) as pool:
-        kept = set(pool.map(race, range(racers)))
-    assert len(kept) == 1 and kept == {store.get_deposit(deposit_id)}
-
-
-# -- a void explained after the scanner recorded it ---------------------------------------
-
-
-def test_a_void_of_unknown_cause_can_be_explained_and_both_are_audited(store: TransferStore) -> None:
-    transfer = make_transfer(random_user_id(), 10)
-    store.record_new(transfer)
-    pending = record_move(store, transfer, Status.PENDING)
-    bare = record_move(store, pending, Status.FAILED, actor=SCANNER, failure_reason=FailureReason.VOIDED)
-    explained = bare.explained(FailureReason.VOIDED_BY_OPERATOR, now())
-    store.record_statuses([StatusChange(bare, explained, AuditActor.operator("ann"), "void: ticket 3")])
-    stored = store.get(transfer.request_id)
-    assert stored is not None and stored.failure_reason == FailureReason.VOIDED_BY_OPERATOR
-    trail = [(str(e.actor), e.to_status, e.reason) for e in store.audit_trail(transfer.request_id)]
-    assert ("scanner", Status.FAILED, "test") in trail
-    assert ("operator:ann", Status.FAILED, "void: ticket 3") in trail

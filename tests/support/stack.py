@@ -42,6 +42,9 @@ class Stack:
     keyspace: str = field(default_factory=lambda: f"it_e2e_{uuid.uuid4().hex[:10]}")
     topic_prefix: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:10]}-")
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    # The worker's and the engine's own /metrics ports (the web's are on `port`).
+    worker_metrics_port: int = field(default_factory=free_port)
+    engine_metrics_port: int = field(default_factory=free_port)
 
     @property
     def base_url(self) -> str:
@@ -70,6 +73,8 @@ class Stack:
             LOG_LEVEL="INFO",
             # These runs drive many transfers per user on purpose; the rate limit has tests of its own.
             TRANSFER_RATE_LIMIT="1000000 per second",
+            METRICS_PORT=str(self.worker_metrics_port),
+            ENGINE_METRICS_PORT=str(self.engine_metrics_port),
         )
         return env
 

@@ -1,0 +1,1 @@
+"""Metrics, the log context and trace ids: what operators see of the service."""
