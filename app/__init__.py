@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
     api.document_assets([asset.symbol for asset in app.extensions["internal_transfer"].catalog])
-    for blueprint in (transfers.blp, accounts.blp, admin.blp, limits.blp):
+    for blueprint in (transfers.blp, accounts.blp, admin.blp, limits.user_blp, limits.admin_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs_assets.blp)

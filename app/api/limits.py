@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
-from app.api.auth import authenticated, current_principal, operator_only
+from app.api.auth import current_principal
+from app.api.blueprint import Blueprint, raises
 from app.api.container import container
-from app.api.schemas import ApiErrorSchema
+from app.api.path_ids import path_id
+from app.api.schemas import ASSET
 from app.domain.account_model import Direction
-from app.domain.errors import ValidationFailed
-from app.domain.ids import parse_id
+from app.domain.errors import NotFound, OverrideConflict, UnsupportedAsset
 from app.domain.limits import LimitOverride, LimitUsage, day_start, utc_day
 from app.services.limits import LimitService
 
-blp = Blueprint("limits", __name__, url_prefix="/api/v1", description="Daily transfer limits.")
+# Two blueprints, so each checks its caller before anything else (app/api/blueprint.py):
+# any user for their own limits, operators only for the overrides.
+user_blp = Blueprint("limits", __name__, url_prefix="/api/v1/user", description="Your daily transfer limits.")
+admin_blp = Blueprint(
+    "admin_limits",
+    __name__,
+    url_prefix="/api/v1/admin",
+    description="Operators' per-user daily limit overrides.",
+    operator_only=True,
+)
 
 _DECIMAL = {"description": "a decimal string in whole units of the asset", "example": "1000.5"}
 
@@ -53,7 +62,7 @@ class LimitOverrideRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    asset = fields.String(required=True)
+    asset = fields.String(required=True, metadata=ASSET)
     direction = fields.String(required=True, validate=validate.OneOf([d.value for d in Direction]))
     limit = fields.String(required=True, metadata={**_DECIMAL, "description": "the new daily limit; 0 blocks"})
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
@@ -91,9 +100,8 @@ def _today(service: LimitService) -> str:
     return day_start(utc_day(service.clock())).date().isoformat()
 
 
-@blp.route("/user/limits")
-@blp.response(200, LimitsSchema)
-@authenticated
+@user_blp.route("/limits")
+@user_blp.response(200, LimitsSchema)
 def my_limits() -> dict[str, Any]:
     """Today's (UTC) limit, used and remaining, per asset and direction, for the caller."""
     service = container().limits
@@ -101,15 +109,12 @@ def my_limits() -> dict[str, Any]:
 
 
 def _user_id(text: str) -> int:
-    try:
-        return parse_id(text)
-    except ValueError:
-        raise ValidationFailed("user_id must be a positive integer") from None
+    return path_id(text, "user")
 
 
-@blp.route("/admin/users/<user_id>/limits")
-@blp.response(200, UserLimitsSchema)
-@operator_only
+@admin_blp.route("/users/<user_id>/limits")
+@raises(NotFound)
+@admin_blp.response(200, UserLimitsSchema)
 def user_limits(user_id: str) -> dict[str, Any]:
     """A user's limits today and every override ever set for them."""
     return user_limits_view(container().limits, _user_id(user_id))
@@ -124,11 +129,10 @@ def user_limits_view(service: LimitService, uid: int) -> dict[str, Any]:
     }
 
 
-@blp.route("/admin/users/<user_id>/limits", methods=["POST"])
-@blp.arguments(LimitOverrideRequestSchema)
-@blp.response(201, UserLimitsSchema)
-@blp.alt_response(409, schema=ApiErrorSchema, description="OVERRIDE_CONFLICT")
-@operator_only
+@admin_blp.route("/users/<user_id>/limits", methods=["POST"])
+@raises(NotFound, UnsupportedAsset, OverrideConflict)
+@admin_blp.arguments(LimitOverrideRequestSchema)
+@admin_blp.response(201, UserLimitsSchema)
 def set_user_limit(body: dict[str, Any], user_id: str) -> dict[str, Any]:
     """Override a user's daily limit for one asset and direction, with a reason; applies today at once."""
     service, uid = container().limits, _user_id(user_id)

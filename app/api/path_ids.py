@@ -6,7 +6,7 @@ from app.domain.errors import NotFound
 from app.domain.ids import parse_id
 
 
-def path_id(text: str) -> int:
+def path_id(text: str, what: str = "transfer") -> int:
     """The id a path names; a segment that is not one (non-numeric, 0, over 2^63-1) names nothing: 404.
 
     404 rather than 400 because the path, not the input, is wrong: no URL of
@@ -15,4 +15,4 @@ def path_id(text: str) -> int:
     try:
         return parse_id(text)
     except ValueError:
-        raise NotFound("no such transfer") from None
+        raise NotFound(f"no such {what}") from None

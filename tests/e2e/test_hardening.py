@@ -112,6 +112,8 @@ def test_no_token_with_bad_input_is_401_everywhere(client: FlaskClient) -> None:
         ("get", f"{ADMIN}/transfers/abc", None),
         ("post", f"{ADMIN}/transfers/abc/void", {"x": 1}),
         ("get", f"{ADMIN}/reconcile?request_id=abc", None),
+        ("get", "/api/v1/user/limits?x=1", None),
+        ("post", f"{ADMIN}/users/abc/limits", {"nonsense": True}),
     ]
     for method, url, body in cases:
         response = getattr(client, method)(url, json=body)
@@ -126,6 +128,8 @@ def test_a_user_token_with_a_bad_admin_body_is_403(client: FlaskClient) -> None:
         ("get", f"{ADMIN}/transfers/stuck?older_than_seconds=-1", None),
         ("post", f"{ADMIN}/transfers/abc/void", {}),
         ("get", f"{ADMIN}/reconcile?bogus=1", None),
+        ("post", f"{ADMIN}/users/3001/limits", {"nonsense": True}),
+        ("get", f"{ADMIN}/users/abc/limits", None),
     ]
     for method, url, body in cases:
         response = getattr(client, method)(url, json=body, headers=bearer(3001))

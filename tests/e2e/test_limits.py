@@ -252,3 +252,10 @@ def test_a_replayed_limit_refusal_is_the_same_422(client: FlaskClient) -> None:
     again = client.post(TRANSFERS, json=transfer_body("60"), headers={**bearer(user_id), **key})
     assert (first.status_code, again.status_code) == (422, 422)
     assert json_of(again) == json_of(first)  # nothing used since, so even the figures agree
+
+
+def test_a_path_user_id_that_is_not_one_is_404_like_every_path_id(client: FlaskClient) -> None:
+    for bad in ("abc", "0", "99999999999999999999999"):
+        response = client.get(f"/api/v1/admin/users/{bad}/limits", headers=OPERATOR)
+        assert response.status_code == 404, (bad, response.json)
+        assert json_of(response)["error"]["code"] == "NOT_FOUND"

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
 from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
 
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -46,6 +46,7 @@ def test_metrics_can_be_kept_off_the_public_listener(tmp_path: Path, monkeypatch
         ledger_url=f"embedded:///{tmp_path}/ledger.db",
         bus_url="inprocess://",
         jwt_secret=TEST_JWT_SECRET,
+        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
     )
     app = create_app(settings)
     try:

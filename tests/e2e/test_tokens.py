@@ -12,19 +12,24 @@ from flask.testing import FlaskClient
 from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
 from tests.e2e.conftest import bearer, json_of
 
-NOW = int(time.time())
-GOOD: dict[str, Any] = {
-    "sub": "3001",
-    "role": "user",
-    "iss": "internal-transfer",
-    "aud": "internal-transfer",
-    "iat": NOW,
-    "exp": NOW + 600,
-}
+CENTURY = 100 * 365 * 86_400
+
+
+def good_claims() -> dict[str, Any]:
+    # Taken at each call: a collection-time clock expires in a long run.
+    now = int(time.time())
+    return {
+        "sub": "3001",
+        "role": "user",
+        "iss": "internal-transfer",
+        "aud": "internal-transfer",
+        "iat": now,
+        "exp": now + 600,
+    }
 
 
 def header(key: str = TEST_JWT_SECRET, **claims: Any) -> dict[str, str]:
-    body = {k: v for k, v in {**GOOD, **claims}.items() if v is not None}
+    body = {k: v for k, v in {**good_claims(), **claims}.items() if v is not None}
     return {"Authorization": f"Bearer {jwt.encode(body, key, algorithm='HS256')}"}
 
 
@@ -35,7 +40,7 @@ def test_a_good_token_is_accepted(client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     "claims",
     [
-        {"exp": NOW + 100 * 365 * 86_400},  # a century
+        {"exp": int(time.time()) + CENTURY},  # a century
         {"sub": "03001"},
         {"iss": "elsewhere"},
         {"aud": None},
