@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.api.auth import TokenPolicy
-from app.config import PROJECT_ROOT
+from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
 from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator
 from app.domain.money import Asset
@@ -32,6 +34,18 @@ TEST_TOKEN_POLICY = TokenPolicy(
     audience="internal-transfer",
     max_ttl_seconds=86_400,
 )
+
+
+def embedded_settings(directory: Path, **overrides: Any) -> Settings:
+    """Settings of a fully embedded app under `directory`, with the test keys; `overrides` win."""
+    fields: dict[str, Any] = {
+        "store_url": f"sqlite:///{directory}/store.db",
+        "ledger_url": f"embedded:///{directory}/ledger.db",
+        "bus_url": "inprocess://",
+        "jwt_secret": TEST_JWT_SECRET,
+        "operator_jwt_secret": TEST_OPERATOR_JWT_SECRET,
+    }
+    return Settings(**{**fields, **overrides})
 
 
 def require_real_backends() -> bool:

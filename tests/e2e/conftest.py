@@ -12,18 +12,13 @@ from werkzeug.test import TestResponse
 
 from app import create_app, ensure_background_workers
 from app.api.auth import issue_token
-from app.config import Settings
-from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, TEST_TOKEN_POLICY
+from tests.conftest import TEST_TOKEN_POLICY, embedded_settings
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    settings = Settings(
-        store_url=f"sqlite:///{tmp_path}/store.db",
-        ledger_url=f"embedded:///{tmp_path}/ledger.db",
-        bus_url="inprocess://",
-        jwt_secret=TEST_JWT_SECRET,
-        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+    settings = embedded_settings(
+        tmp_path,
         scanner_interval_seconds=0.5,
         engine_reject_suffix="777",
     )

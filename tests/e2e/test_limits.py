@@ -15,10 +15,9 @@ from flask.testing import FlaskClient
 
 from app import create_app, ensure_background_workers
 from app.bootstrap import build
-from app.config import Settings
 from app.domain.account_model import Direction
 from app.domain.limits import QuotaKey, utc_day
-from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, random_user_id
+from tests.conftest import embedded_settings, random_user_id
 from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
 
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -28,12 +27,8 @@ OPERATOR = bearer(1, operator=True)
 
 @pytest.fixture(params=["embedded", "tigerbeetle"])
 def limits_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
-    settings = Settings(
-        store_url=f"sqlite:///{tmp_path}/store.db",
-        ledger_url=f"embedded:///{tmp_path}/ledger.db",
-        bus_url="inprocess://",
-        jwt_secret=TEST_JWT_SECRET,
-        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+    settings = embedded_settings(
+        tmp_path,
         scanner_interval_seconds=0.5,
         # The race below sends 24 requests of one user at once; rate limits have their own tests.
         transfer_rate_limit="1000000 per second",

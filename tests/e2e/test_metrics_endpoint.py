@@ -8,8 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.config import Settings
-from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
+from tests.conftest import embedded_settings
 from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
 
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -41,12 +40,8 @@ def test_the_trace_id_is_echoed_or_generated(client: FlaskClient) -> None:
 
 def test_metrics_can_be_kept_off_the_public_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRICS_ON_WEB", "0")
-    settings = Settings(
-        store_url=f"sqlite:///{tmp_path}/store.db",
-        ledger_url=f"embedded:///{tmp_path}/ledger.db",
-        bus_url="inprocess://",
-        jwt_secret=TEST_JWT_SECRET,
-        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+    settings = embedded_settings(
+        tmp_path,
     )
     app = create_app(settings)
     try:

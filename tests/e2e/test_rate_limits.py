@@ -10,8 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.config import Settings
-from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
+from tests.conftest import embedded_settings
 from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
 
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -19,12 +18,8 @@ TRANSFERS = "/api/v1/user/internal_transfer"
 
 @pytest.fixture
 def limited_app(tmp_path: Path) -> Iterator[Flask]:
-    settings = Settings(
-        store_url=f"sqlite:///{tmp_path}/store.db",
-        ledger_url=f"embedded:///{tmp_path}/ledger.db",
-        bus_url="inprocess://",
-        jwt_secret=TEST_JWT_SECRET,
-        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+    settings = embedded_settings(
+        tmp_path,
         background_workers="off",
         # A burst of 3 within a second, 4 a minute: the fourth or fifth request is refused.
         transfer_rate_limit="3 per second;4 per minute",

@@ -15,18 +15,13 @@ from flask.testing import FlaskCliRunner
 
 from app import create_app
 from app.cli import deposit, token, transfers
-from app.config import Settings
-from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, embedded_settings
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    settings = Settings(
-        store_url=f"sqlite:///{tmp_path}/store.db",
-        ledger_url=f"embedded:///{tmp_path}/ledger.db",
-        bus_url="inprocess://",
-        jwt_secret=TEST_JWT_SECRET,
-        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+    settings = embedded_settings(
+        tmp_path,
         background_workers="0",
     )
     flask_app = create_app(settings)
