@@ -17,6 +17,7 @@ from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
+from app.services.events import EventDispatcher, EventRelay
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy, RecoveryService
@@ -140,6 +141,8 @@ class Container:
     operations: OperatorService
     ids: LeasedIdGenerator
     limits: LimitService
+    # Publishes the outbox's leftovers (docs/events.md); run by the scheduler.
+    events_relay: EventRelay
 
     def close(self) -> None:
         # The ids first: releasing the worker id needs the store's session.
@@ -167,6 +170,10 @@ def build(
     # (dependency metrics); the container keeps the adapters themselves.
     timed_store, timed_ledger = instrumented(store, "store"), instrumented(ledger, "ledger")
     limits = LimitService(timed_store, timed_ledger, catalog, defaults, utc_now)
+    # Every durable status write hands its events to the dispatcher (docs/events.md).
+    timed_bus = instrumented(bus, "bus")
+    store.outbox_listener = EventDispatcher(timed_store, timed_bus)
+    relay = EventRelay(timed_store, timed_bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
     transfers = TransferService(timed_store, timed_ledger, instrumented(bus, "bus"), catalog, ids, limits)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
@@ -185,4 +192,5 @@ def build(
         operations=OperatorService(transfers),
         ids=ids,
         limits=limits,
+        events_relay=relay,
     )
