@@ -59,6 +59,8 @@ class StatusEvent:
     user_id: int
     asset: str
     amount: int
+    from_account_type: str
+    to_account_type: str
     from_status: Status | None
     to_status: Status
     actor: str
@@ -97,6 +99,8 @@ class StatusEvent:
             user_id=after.user_id,
             asset=after.asset,
             amount=after.amount,
+            from_account_type=after.from_type.value,
+            to_account_type=after.to_type.value,
             from_status=before.status if before is not None else None,
             to_status=after.status,
             actor=str(actor),
@@ -114,6 +118,8 @@ class StatusEvent:
             user_id=transfer.user_id,
             asset=transfer.asset,
             amount=transfer.amount,
+            from_account_type=transfer.from_type.value,
+            to_account_type=transfer.to_type.value,
             from_status=transfer.status,
             to_status=transfer.status,
             actor=str(actor),
@@ -133,6 +139,8 @@ class StatusEvent:
             "user_id": str(self.user_id),
             "asset": self.asset,
             "amount": str(self.amount),
+            "from_account_type": self.from_account_type,
+            "to_account_type": self.to_account_type,
             "from_status": self.from_status.value if self.from_status else None,
             "to_status": self.to_status.value,
             "actor": self.actor,
@@ -159,6 +167,8 @@ class StatusEvent:
             user_id=_decimal_id(message, "user_id"),
             asset=str(message["asset"]),
             amount=int(amount),
+            from_account_type=str(message["from_account_type"]),
+            to_account_type=str(message["to_account_type"]),
             from_status=Status(str(from_status)) if from_status is not None else None,
             to_status=Status(str(message.get("to_status"))),
             actor=str(message["actor"]),
