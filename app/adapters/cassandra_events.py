@@ -151,6 +151,8 @@ class CassandraEventOutbox:
             read += 1
         if position != start:
             self._move_position(position)
+        # One transfer's events in the order they happened (a bucket's rows come by event id).
+        found.sort(key=lambda entry: (entry.event.at, entry.event.to_status.rank))
         return found[:limit]
 
     @staticmethod
