@@ -7,6 +7,7 @@ transaction, are in schema/ and docs/open-set.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -277,8 +278,8 @@ class CassandraTransferStore(TransferStore):
         )
         return {t.request_id: t for rows in found for t in rows if t is not None}
 
-    def _status_statements(self, change: StatusChange) -> tuple[list[Statement], OutboxEntry]:
-        """The change's statements, its event's outbox row among them, and that event."""
+    def _status_statements(self, change: StatusChange) -> tuple[list[Statement], list[Statement], OutboxEntry]:
+        """The change's statements (its event's outbox row among them), that row again, and the event."""
         after = change.after
         columns = ["request_id", "audit_at", "status", "updated_at_us", "actor", "from_status", "to_status", "reason"]
         values: list[Any] = [
@@ -320,16 +321,16 @@ class CassandraTransferStore(TransferStore):
                     (_settled_bucket(after.updated_at), _settled_shard(after.request_id), after.request_id),
                 )
             )
-        # The event rides the same request. Not atomic with the status across
-        # partitions, but one request: a crash of this process cannot split
-        # it (docs/events.md says when Cassandra itself could, and why no
-        # event is then lost).
-        outbox, entries = self.outbox.filing(
-            [StatusEvent.status_changed(change.before, after, change.actor, change.reason)]
-        )
-        return statements + outbox, entries[0]
+        # The event rides the same request: not atomic with the status inside
+        # Cassandra, but one request, so a crash of this process cannot split
+        # it (docs/events.md, "On Cassandra", for what Cassandra's own failures do).
+        event = StatusEvent.status_changed(change.before, after, change.actor, change.reason)
+        outbox, entries = self.outbox.filing([event])
+        return statements + outbox, outbox, entries[0]
 
-    def _status_groups(self, changes: Sequence[StatusChange]) -> tuple[list[list[Statement]], list[OutboxEntry]]:
+    def _status_groups(
+        self, changes: Sequence[StatusChange]
+    ) -> tuple[list[list[Statement]], list[Statement], list[OutboxEntry]]:
         # A few transfers' changes (status and audit row, open-set delete,
         # settled index) per request, the requests in flight at once. A
         # change's statements never straddle two requests, and no request
@@ -337,26 +338,39 @@ class CassandraTransferStore(TransferStore):
         groups: list[list[Statement]] = []
         current: list[Statement] = []
         entries: list[OutboxEntry] = []
+        outbox: list[Statement] = []
         for change in changes:
-            statements, entry = self._status_statements(change)
+            statements, rows, entry = self._status_statements(change)
             entries.append(entry)
+            outbox.extend(rows)
             if current and len(current) + len(statements) > _BATCH_PARTITIONS:
                 groups.append(current)
                 current = []
             current.extend(statements)
         if current:
             groups.append(current)
-        return groups, entries
+        return groups, outbox, entries
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         self.start_recording(changes)()
 
     def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
-        groups, entries = self._status_groups(changes)
+        groups, outbox, entries = self._status_groups(changes)
         wait = self.db.start_each_as_one(groups)
 
         def written() -> None:
-            wait()
+            try:
+                wait()
+            except Exception:
+                # Not acknowledged: the status may have landed without its
+                # event's row (an unlogged batch is not atomic inside
+                # Cassandra), and a retry that finds the status written writes
+                # nothing. The events are true whatever landed (a status is
+                # written only after the ledger decided it), so their rows are
+                # written once more, on their own, before the error goes up.
+                with contextlib.suppress(Exception):
+                    self.db.run_together(outbox)
+                raise
             self._written(self.outbox.confirm_filed(entries))
 
         return written
