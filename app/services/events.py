@@ -124,7 +124,8 @@ class EventRelay:
         published = 0
         while True:
             entries = self.store.unpublished_events(self.batch_size, self.clock() - self.grace)
-            EVENTS_RELAY_BACKLOG.set(len(entries))
+            # What this pass found (published or not): the backlog the inline publish left.
+            EVENTS_RELAY_BACKLOG.set(published + len(entries))
             if not entries:
                 return published
             self.bus.publish_events([entry.event for entry in entries])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,3 +139,34 @@ def test_cassandra_files_again_an_event_acknowledged_too_late_for_its_bucket() -
         assert refiled[0].slot != entries[0].slot
         clock.now += timedelta(seconds=EVENT_BUCKET_SECONDS + MARGIN_SECONDS + 1)
         assert [e.event for e in store.unpublished_events(1000, clock.now)] == [event]
+
+
+def test_cassandra_keeps_the_event_of_a_status_that_landed_from_a_write_reported_failed() -> None:
+    clock = MovableClock()
+    with store_in_fresh_keyspace("it_events", clock) as store:
+        store.outbox.margin = timedelta(seconds=MARGIN_SECONDS)
+        transfer = make_transfer(random_user_id(), 5)
+        store.record_new(transfer)
+        send = store.db.start_each_as_one
+
+        def partial(groups: Sequence[Sequence[tuple[str, tuple[object, ...]]]]) -> Callable[[], None]:
+            # Inside Cassandra the status landed, the event's row did not, and the writer got an error.
+            store.db.start_each_as_one = send  # type: ignore[method-assign]  # only this one write fails
+            send([[s for s in group if "event_outbox" not in s[0]] for group in groups])()
+
+            def failed() -> None:
+                raise TimeoutError("coordinator timed out")
+
+            return failed
+
+        store.db.start_each_as_one = partial  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
+        stored = store.get(transfer.request_id)
+        assert stored is not None and stored.status == Status.PENDING
+        clock.now += timedelta(seconds=EVENT_BUCKET_SECONDS + MARGIN_SECONDS + 1)
+        found = [e.event for e in store.unpublished_events(1000, clock.now)]
+        assert [(e.from_status, e.to_status) for e in found] == [
+            (None, Status.REQUESTING),
+            (Status.REQUESTING, Status.PENDING),
+        ]
