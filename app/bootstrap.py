@@ -142,7 +142,8 @@ class Container:
     ids: LeasedIdGenerator
     limits: LimitService
     # Publishes the outbox's leftovers (docs/events.md); run by the scheduler.
-    events_relay: EventRelay
+    # None where the bus reaches no consumer (in-process over a shared store).
+    events_relay: EventRelay | None
 
     def close(self) -> None:
         # The ids first: releasing the worker id needs the store's session.
@@ -172,8 +173,15 @@ def build(
     limits = LimitService(timed_store, timed_ledger, catalog, defaults, utc_now)
     # Every durable status write hands its events to the dispatcher (docs/events.md).
     timed_bus = instrumented(bus, "bus")
-    store.outbox_listener = EventDispatcher(timed_store, timed_bus)
-    relay = EventRelay(timed_store, timed_bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
+    relay: EventRelay | None = None
+    if settings.embedded_bus and not settings.store_url.startswith("sqlite:"):
+        # An in-process bus over a shared store (a tool, a test's view of a
+        # deployment) reaches no consumer: publishing there would flag events
+        # nobody got. They stay in the outbox for the relay of a process on the real bus.
+        log.info("in-process bus over a shared store: events are left to the relay of the real bus")
+    else:
+        store.outbox_listener = EventDispatcher(timed_store, timed_bus)
+        relay = EventRelay(timed_store, timed_bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
     transfers = TransferService(timed_store, timed_ledger, instrumented(bus, "bus"), catalog, ids, limits)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),

@@ -52,9 +52,10 @@ class BackgroundWorkers:
         interval, policy = policy_from_env()
         add_reconciliation(self._scheduler, ReconciliationService(self.container.transfers, policy), interval)
         # The status events a crash or a failed publish left in the outbox.
-        add_event_relay(
-            self._scheduler, self.container.events_relay, self.container.settings.events_relay_interval_seconds
-        )
+        if self.container.events_relay is not None:
+            add_event_relay(
+                self._scheduler, self.container.events_relay, self.container.settings.events_relay_interval_seconds
+            )
         self._probe = HealthProbe(self.container)
         add_health_probe(self._scheduler, self._probe)
 

@@ -7,15 +7,20 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from app.adapters.inprocess_bus import InProcessServiceBus
+from app.bootstrap import build
+from app.config import Settings
 from app.domain.events import EventKind, StatusEvent
-from app.domain.transfer import AccountType, FailureReason, Status, Transfer
+from app.domain.transfer import AccountType, FailureReason, Status, Transfer, TransferCommand
 from app.services.events import EventDispatcher, EventRelay
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy
 from app.services.transfers import InsufficientBalance
+from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -199,3 +204,30 @@ def test_a_transfer_between_spot_and_funding_says_so(harness: Harness, subscribe
     event = subscriber.events[-1]
     assert event.request_id == back.request_id
     assert (event.from_account_type, event.to_account_type) == ("spot", "funding")
+
+
+def test_embedded_mode_wires_the_stream_to_in_process_subscribers(tmp_path: Path) -> None:
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path}/store.db",
+        ledger_url=f"embedded:///{tmp_path}/ledger.db",
+        bus_url="inprocess://",
+        jwt_secret=TEST_JWT_SECRET,
+        operator_jwt_secret=TEST_OPERATOR_JWT_SECRET,
+    )
+    container = build(settings)
+    try:
+        assert isinstance(container.bus, InProcessServiceBus) and container.events_relay is not None
+        subscriber = Subscriber()
+        container.bus.subscribe_events(subscriber)
+        command = TransferCommand(
+            user_id=12, asset="USDT", from_type=AccountType.FUNDING, to_type=AccountType.SPOT, amount=1
+        )
+        with pytest.raises(InsufficientBalance) as refused:
+            container.transfers.submit(command)
+        request_id = int(refused.value.details["request_id"])
+        deadline = time.monotonic() + 10
+        while len(subscriber.of(request_id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [to for _, _, to in subscriber.of(request_id)] == ["requesting", "failed"]
+    finally:
+        container.close()
