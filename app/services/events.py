@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -80,7 +81,22 @@ class EventDispatcher:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self.publish(batch)
+            try:
+                self.publish(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def flush(self, timeout_seconds: float = 5.0) -> bool:
+        """Wait (bounded) until what is queued was handled; True if it was.
+
+        For a clean shutdown: events still queued when the process exits are
+        not lost (the relay has them) but come only after the relay's margin.
+        """
+        deadline = time.monotonic() + timeout_seconds
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Publish, then flag; a failure leaves the events to the relay. Never raises."""

@@ -161,13 +161,16 @@ def test_an_event_whose_publish_failed_is_relayed_after_the_grace(harness: Harne
 
 def test_the_background_dispatcher_publishes_off_the_callers_thread(harness: Harness) -> None:
     subscriber = Subscriber()
+    callers = []
+    harness.bus.subscribe_events(lambda event: callers.append(threading.current_thread().name))
     harness.bus.subscribe_events(subscriber)
-    harness.store.outbox_listener = EventDispatcher(harness.store, harness.bus)
+    dispatcher = EventDispatcher(harness.store, harness.bus)
+    harness.store.outbox_listener = dispatcher
     request_id = _pending(harness, 8)
-    deadline = time.monotonic() + 10
-    while len(subscriber.of(request_id)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # A clean shutdown waits (bounded) for what is queued.
+    assert dispatcher.flush(timeout_seconds=10)
     assert [to for _, _, to in subscriber.of(request_id)] == ["requesting", "pending"]
+    assert set(callers) == {"event-dispatcher"}
 
 
 def test_the_wire_form_round_trips_and_keeps_big_numbers_exact(harness: Harness, subscriber: Subscriber) -> None:
