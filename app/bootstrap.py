@@ -17,6 +17,7 @@ from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
+from app.services.events import EventDispatcher, EventRelay
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy, RecoveryService
@@ -140,8 +141,15 @@ class Container:
     operations: OperatorService
     ids: LeasedIdGenerator
     limits: LimitService
+    # Publishes the outbox's leftovers (docs/events.md); run by the scheduler.
+    # None where the bus reaches no consumer (in-process over a shared store).
+    events_relay: EventRelay | None
+    # Publishes each write's events at once; flushed (bounded) on close.
+    events_dispatcher: EventDispatcher | None
 
     def close(self) -> None:
+        if self.events_dispatcher is not None and not self.events_dispatcher.flush():
+            log.warning("events still queued at shutdown: the relay will publish them")
         # The ids first: releasing the worker id needs the store's session.
         for adapter in (self.ids, self.engine_bus, self.bus, self.ledger, self.store):
             try:
@@ -167,6 +175,19 @@ def build(
     # (dependency metrics); the container keeps the adapters themselves.
     timed_store, timed_ledger = instrumented(store, "store"), instrumented(ledger, "ledger")
     limits = LimitService(timed_store, timed_ledger, catalog, defaults, utc_now)
+    # Every durable status write hands its events to the dispatcher (docs/events.md).
+    timed_bus = instrumented(bus, "bus")
+    relay: EventRelay | None = None
+    dispatcher: EventDispatcher | None = None
+    if settings.embedded_bus and not settings.store_url.startswith("sqlite:"):
+        # An in-process bus over a shared store (a tool, a test's view of a
+        # deployment) reaches no consumer: publishing there would flag events
+        # nobody got. They stay in the outbox for the relay of a process on the real bus.
+        log.info("in-process bus over a shared store: events are left to the relay of the real bus")
+    else:
+        dispatcher = EventDispatcher(timed_store, timed_bus)
+        store.outbox_listener = dispatcher
+        relay = EventRelay(timed_store, timed_bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
     transfers = TransferService(timed_store, timed_ledger, instrumented(bus, "bus"), catalog, ids, limits)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
@@ -185,4 +206,6 @@ def build(
         operations=OperatorService(transfers),
         ids=ids,
         limits=limits,
+        events_relay=relay,
+        events_dispatcher=dispatcher,
     )

@@ -66,6 +66,12 @@ class Settings:
     scanner_interval_seconds: float = field(default_factory=lambda: float(_env("SCANNER_INTERVAL_SECONDS", "5")))
     requesting_grace_seconds: float = field(default_factory=lambda: float(_env("REQUESTING_GRACE_SECONDS", "30")))
     resend_after_seconds: float = field(default_factory=lambda: float(_env("RESEND_AFTER_SECONDS", "30")))
+    # The event relay (docs/events.md): how often it runs, and how old an
+    # unpublished event must be before it, not the inline publish, sends it.
+    events_relay_interval_seconds: float = field(
+        default_factory=lambda: float(_env("EVENTS_RELAY_INTERVAL_SECONDS", "5"))
+    )
+    events_relay_grace_seconds: float = field(default_factory=lambda: float(_env("EVENTS_RELAY_GRACE_SECONDS", "10")))
     # "auto": run the settlement consumer, scanner (and, on the in-process
     # bus, the reference engine) inside the web process in embedded mode only.
     background_workers: str = field(default_factory=lambda: _env("BACKGROUND_WORKERS", "auto"))

@@ -17,6 +17,7 @@ from app.bootstrap import Container
 from app.services.reconciliation import ReconciliationService
 from consumers.reference_engine import ReferenceEngine
 from consumers.settlement import SettlementConsumer
+from scheduler.events import add_event_relay
 from scheduler.health import HealthProbe, add_health_probe
 from scheduler.reconcile import add_reconciliation, policy_from_env
 from scheduler.recovery import start_scanner
@@ -50,6 +51,11 @@ class BackgroundWorkers:
         # Beside the scanner: reconciliation of what settled, and the backends' health.
         interval, policy = policy_from_env()
         add_reconciliation(self._scheduler, ReconciliationService(self.container.transfers, policy), interval)
+        # The status events a crash or a failed publish left in the outbox.
+        if self.container.events_relay is not None:
+            add_event_relay(
+                self._scheduler, self.container.events_relay, self.container.settings.events_relay_interval_seconds
+            )
         self._probe = HealthProbe(self.container)
         add_health_probe(self._scheduler, self._probe)
 

@@ -7,6 +7,7 @@ transaction, are in schema/ and docs/open-set.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -19,16 +20,18 @@ from urllib.parse import parse_qs, urlparse
 from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
+from app.adapters.cassandra_events import CassandraEventOutbox
 from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
 from app.config import PROJECT_ROOT
 from app.domain.account_model import Direction
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
+from app.domain.events import StatusEvent
 from app.domain.ids import timestamp_ms_of
 from app.domain.limits import LimitOverride
 from app.domain.transfer import API, AccountType, AuditActor, AuditEntry, FailureReason, Status, Transfer, precedence
-from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
+from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, OutboxEntry, StatusChange, TransferStore
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,9 @@ _READ_CHUNK = 50  # records one read request asks for
 SETTLED_BUCKET_SECONDS = 60
 SETTLED_SHARDS = 8
 # Statements (each one partition) per request: Cassandra's warning threshold
-# for an unlogged batch across partitions. Five pending writes, or three
-# terminal ones (status, open-set delete, settled index).
+# for an unlogged batch across partitions. Five pending writes (status, event
+# outbox row), or two terminal ones (status, open-set delete, settled index,
+# event outbox row).
 _BATCH_PARTITIONS = 10
 
 
@@ -136,6 +140,7 @@ class CassandraTransferStore(TransferStore):
         window_seconds: int = 30,
         margin_seconds: int = 60,
         timeout_seconds: float = 5.0,
+        events_margin_seconds: int = 60,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.keyspace = keyspace
@@ -151,6 +156,7 @@ class CassandraTransferStore(TransferStore):
         # Used only when `db init` creates the open set; afterwards it is read from there.
         self.initial_layout = OpenSetLayout(window_seconds, shards, margin_seconds)
         self.open_set = CassandraOpenSet(self.db, self._now)
+        self.outbox = CassandraEventOutbox(self.db, self._now, events_margin_seconds)
         self.clock = clock
 
     def _now(self) -> datetime:
@@ -180,6 +186,7 @@ class CassandraTransferStore(TransferStore):
             window_seconds=int(query.get("open_window_seconds", "30")),
             margin_seconds=int(query.get("open_margin_seconds", "60")),
             timeout_seconds=float(query.get("timeout_seconds", "5")),
+            events_margin_seconds=int(query.get("events_margin_seconds", "60")),
         )
 
     # -- shared with adapters on the same cluster --------------------------------
@@ -199,6 +206,7 @@ class CassandraTransferStore(TransferStore):
             for statement in schema_statements(self.keyspace, replication or DEFAULT_REPLICATION):
                 session.execute(statement, timeout=60)
         self.open_set.initialise(self.initial_layout)
+        self.outbox.initialise()
 
     # -- idempotency keys: the one lightweight transaction left -----------------
 
@@ -245,8 +253,11 @@ class CassandraTransferStore(TransferStore):
             "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",
             (transfer.user_id, request_id, transfer.asset),
         )
-        self.db.run_as_one([record, by_user, *self.open_set.filing(request_id, home)])
+        event = StatusEvent.status_changed(None, transfer, API, "accepted")
+        outbox, entries = self.outbox.filing([event])
+        self.db.run_as_one([record, by_user, *self.open_set.filing(request_id, home), *outbox])
         self.open_set.confirm_filed(request_id, home)
+        self._written(self.outbox.confirm_filed(entries))
 
     def get(self, request_id: int) -> Transfer | None:
         return _row_to_transfer(
@@ -267,7 +278,8 @@ class CassandraTransferStore(TransferStore):
         )
         return {t.request_id: t for rows in found for t in rows if t is not None}
 
-    def _status_statements(self, change: StatusChange) -> list[Statement]:
+    def _status_statements(self, change: StatusChange) -> tuple[list[Statement], list[Statement], OutboxEntry]:
+        """The change's statements (its event's outbox row among them), that row again, and the event."""
         after = change.after
         columns = ["request_id", "audit_at", "status", "updated_at_us", "actor", "from_status", "to_status", "reason"]
         values: list[Any] = [
@@ -309,30 +321,72 @@ class CassandraTransferStore(TransferStore):
                     (_settled_bucket(after.updated_at), _settled_shard(after.request_id), after.request_id),
                 )
             )
-        return statements
+        # The event rides the same request: not atomic with the status inside
+        # Cassandra, but one request, so a crash of this process cannot split
+        # it (docs/events.md, "On Cassandra", for what Cassandra's own failures do).
+        event = StatusEvent.status_changed(change.before, after, change.actor, change.reason)
+        outbox, entries = self.outbox.filing([event])
+        return statements + outbox, outbox, entries[0]
 
-    def _status_groups(self, changes: Sequence[StatusChange]) -> list[list[Statement]]:
+    def _status_groups(
+        self, changes: Sequence[StatusChange]
+    ) -> tuple[list[list[Statement]], list[Statement], list[OutboxEntry]]:
         # A few transfers' changes (status and audit row, open-set delete,
         # settled index) per request, the requests in flight at once. A
         # change's statements never straddle two requests, and no request
         # spans more partitions than Cassandra's batch warning allows.
         groups: list[list[Statement]] = []
         current: list[Statement] = []
+        entries: list[OutboxEntry] = []
+        outbox: list[Statement] = []
         for change in changes:
-            statements = self._status_statements(change)
+            statements, rows, entry = self._status_statements(change)
+            entries.append(entry)
+            outbox.extend(rows)
             if current and len(current) + len(statements) > _BATCH_PARTITIONS:
                 groups.append(current)
                 current = []
             current.extend(statements)
         if current:
             groups.append(current)
-        return groups
+        return groups, outbox, entries
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         self.start_recording(changes)()
 
     def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
-        return self.db.start_each_as_one(self._status_groups(changes))
+        groups, outbox, entries = self._status_groups(changes)
+        wait = self.db.start_each_as_one(groups)
+
+        def written() -> None:
+            try:
+                wait()
+            except Exception:
+                # Not acknowledged: the status may have landed without its
+                # event's row (an unlogged batch is not atomic inside
+                # Cassandra), and a retry that finds the status written writes
+                # nothing. The events are true whatever landed (a status is
+                # written only after the ledger decided it), so their rows are
+                # written once more, on their own, before the error goes up.
+                with contextlib.suppress(Exception):
+                    self.db.run_together(outbox)
+                raise
+            self._written(self.outbox.confirm_filed(entries))
+
+        return written
+
+    # -- the event outbox ----------------------------------------------------------
+
+    def record_events(self, events: Sequence[StatusEvent]) -> None:
+        statements, entries = self.outbox.filing(events)
+        self.db.run_together(statements)
+        self._written(self.outbox.confirm_filed(entries))
+
+    def unpublished_events(self, limit: int, written_before: datetime) -> list[OutboxEntry]:
+        return self.outbox.unpublished(limit, written_before)
+
+    def mark_events_published(self, entries: Sequence[OutboxEntry]) -> None:
+        self.outbox.mark_published(entries)
 
     def history(
         self,
@@ -440,9 +494,9 @@ class CassandraTransferStore(TransferStore):
             if row.to_status is not None
         ]
 
-    def append_audit(self, entry: AuditEntry) -> None:
+    def append_audit(self, entry: AuditEntry, event: StatusEvent | None = None) -> None:
         # Only the entry's own row: no status cell is touched.
-        self.db.run(
+        row: Statement = (
             "INSERT INTO {ks}.transfer_records (request_id, audit_at, actor, from_status, to_status, reason, at_us)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -455,6 +509,9 @@ class CassandraTransferStore(TransferStore):
                 _micros(entry.at),
             ),
         )
+        outbox, entries = self.outbox.filing([event] if event is not None else [])
+        self.db.run_as_one([row, *outbox])
+        self._written(self.outbox.confirm_filed(entries))
 
     # -- deposits ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
 from app.adapters.bus_delivery import BatchDelivery, DeliveryPolicy, Polled
+from app.domain.events import StatusEvent
 from app.ports.bus import (
     EngineBus,
     EngineRequest,
@@ -93,6 +94,8 @@ class InProcessLink:
         # The same JSON shape as Kafka's DLQ records (docs/messages.md), minus the Kafka-only fields.
         self.dead_letters: list[dict[str, object]] = []
         self._dead_letters_lock = threading.Lock()
+        # The status event stream in embedded mode: callbacks, called in publishing order.
+        self.event_subscribers: list[Callable[[StatusEvent], None]] = []
 
     def dead_letter(
         self, topic: str, offset: int, message: _Encodable | None, kind: str, error: str, attempts: int
@@ -168,6 +171,25 @@ class InProcessServiceBus(_InProcessEnd, ServiceBus):
 
     def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:
         self._consume(self.link.results, handler, stop)
+
+    def publish_events(self, events: Sequence[StatusEvent]) -> None:
+        # Every subscriber gets every event; one that fails makes the publish
+        # fail (after the others had theirs), so the outbox keeps the events
+        # for the relay: at least once, as over Kafka.
+        failures = 0
+        for event in events:
+            for subscriber in list(self.link.event_subscribers):
+                try:
+                    subscriber(event)
+                except Exception:
+                    failures += 1
+                    log.exception("an event subscriber failed on %s", event.event_id)
+        if failures:
+            raise RuntimeError(f"{failures} event deliveries to subscribers failed")
+
+    def subscribe_events(self, subscriber: Callable[[StatusEvent], None]) -> None:
+        """Embedded mode's stand-in for consuming `internal_transfer.events`."""
+        self.link.event_subscribers.append(subscriber)
 
     def ping(self) -> None:
         return None

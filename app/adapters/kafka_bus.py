@@ -6,7 +6,9 @@ Topics (see docs/messages.md for the message shapes):
   so one user's requests stay in order on one partition;
 * ``{prefix}internal_transfer.results``: engine -> service, keyed by request_id;
 * ``{prefix}internal_transfer.requests.dlq`` / ``.results.dlq``: what a
-  consumer could never handle, with the error and the original payload.
+  consumer could never handle, with the error and the original payload;
+* ``{prefix}internal_transfer.events``: the status event stream, keyed by
+  request_id, so one transfer's events stay in order (docs/events.md).
 
 Publishing blocks until every in-sync replica has the record (acks=all, an
 idempotent producer) or raises DependencyUnavailable within
@@ -45,6 +47,7 @@ from kafka.errors import BrokerResponseError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from app.adapters.bus_delivery import Backoff, BatchDelivery, DeliveryPolicy, Polled
+from app.domain.events import StatusEvent
 from app.ports.bus import (
     EngineBus,
     EngineRequest,
@@ -95,6 +98,7 @@ class KafkaTopics:
     results: str
     requests_dlq: str
     results_dlq: str
+    events: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> KafkaTopics:
@@ -103,10 +107,11 @@ class KafkaTopics:
             results=f"{prefix}internal_transfer.results",
             requests_dlq=f"{prefix}internal_transfer.requests.dlq",
             results_dlq=f"{prefix}internal_transfer.results.dlq",
+            events=f"{prefix}internal_transfer.events",
         )
 
     def all(self) -> tuple[str, ...]:
-        return (self.requests, self.results, self.requests_dlq, self.results_dlq)
+        return (self.requests, self.results, self.requests_dlq, self.results_dlq, self.events)
 
 
 @dataclass(frozen=True)
@@ -729,6 +734,11 @@ class KafkaServiceBus(_KafkaEndpoint, ServiceBus):
 
     def publish_request(self, request: EngineRequest) -> None:
         self._send(self.topics.requests, str(request.user_id).encode("utf-8"), _encode(request.to_message()))
+
+    def publish_events(self, events: Sequence[StatusEvent]) -> None:
+        records = [(str(e.request_id).encode(), _encode(e.to_message())) for e in events]
+        if records:
+            self._send_all(self.topics.events, records)
 
     def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:
         stream = _Stream(self.topics.results, self.topics.results_dlq, self.config.group, EngineResult.from_message)

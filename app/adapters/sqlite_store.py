@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import Direction
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
+from app.domain.events import StatusEvent
 from app.domain.limits import LimitOverride
 from app.domain.transfer import (
     API,
@@ -21,7 +23,7 @@ from app.domain.transfer import (
     Transfer,
     precedence,
 )
-from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, StatusChange, TransferStore
+from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, OutboxEntry, StatusChange, TransferStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -49,6 +51,13 @@ CREATE TABLE IF NOT EXISTS audit_trail (
     actor TEXT NOT NULL, from_status TEXT, to_status TEXT NOT NULL, reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_transfer ON audit_trail (request_id, seq);
+-- The event outbox (docs/events.md): written in the status change's own
+-- transaction; the partial index finds what is left to publish.
+CREATE TABLE IF NOT EXISTS event_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, written_at TEXT NOT NULL,
+    payload TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS event_outbox_unpublished ON event_outbox (seq) WHERE published = 0;
 CREATE TABLE IF NOT EXISTS deposits (
     deposit_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, asset TEXT NOT NULL, amount TEXT NOT NULL,
     operator TEXT NOT NULL, reason TEXT NOT NULL, idempotency_key TEXT NOT NULL, at TEXT NOT NULL
@@ -141,8 +150,19 @@ class SqliteTransferStore(TransferStore):
                     transfer.updated_at.isoformat(),
                 ),
             ).rowcount
+            entries: list[OutboxEntry] = []
             if inserted:
                 self._audit(conn, transfer.request_id, transfer.created_at, API, None, transfer.status, "accepted")
+                entries.append(self._outbox(conn, StatusEvent.status_changed(None, transfer, API, "accepted")))
+        self._written(entries)
+
+    def _outbox(self, conn: sqlite3.Connection, event: StatusEvent) -> OutboxEntry:
+        """The event, in the caller's transaction: it is kept exactly when the change it tells of is."""
+        seq = conn.execute(
+            "INSERT INTO event_outbox (event_id, written_at, payload) VALUES (?, ?, ?)",
+            (event.event_id, _utc_iso(datetime.now(UTC)), json.dumps(event.to_message())),
+        ).lastrowid
+        return OutboxEntry(event, str(seq))
 
     def _audit(
         self,
@@ -172,6 +192,7 @@ class SqliteTransferStore(TransferStore):
         return None if row is None else _row_to_transfer(row)
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
+        entries: list[OutboxEntry] = []
         with self._db.transaction() as conn:
             for change in changes:
                 after = change.after
@@ -196,6 +217,32 @@ class SqliteTransferStore(TransferStore):
                     after.status,
                     change.reason,
                 )
+                event = StatusEvent.status_changed(change.before, after, change.actor, change.reason)
+                entries.append(self._outbox(conn, event))
+        self._written(entries)
+
+    def record_events(self, events: Sequence[StatusEvent]) -> None:
+        with self._db.transaction() as conn:
+            entries = [self._outbox(conn, event) for event in events]
+        self._written(entries)
+
+    def unpublished_events(self, limit: int, written_before: datetime) -> list[OutboxEntry]:
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, payload, written_at FROM event_outbox WHERE published = 0 ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        cutoff = _utc_iso(written_before)
+        return [
+            OutboxEntry(StatusEvent.from_message(json.loads(row["payload"])), str(row["seq"]))
+            for row in rows
+            if row["written_at"] < cutoff
+        ]
+
+    def mark_events_published(self, entries: Sequence[OutboxEntry]) -> None:
+        # A flag, not a delete: the outbox doubles as the record of what was announced.
+        with self._db.transaction() as conn:
+            conn.executemany("UPDATE event_outbox SET published = 1 WHERE seq = ?", [(int(e.slot),) for e in entries])
 
     def history(
         self,
@@ -260,9 +307,11 @@ class SqliteTransferStore(TransferStore):
             for row in rows
         ]
 
-    def append_audit(self, entry: AuditEntry) -> None:
+    def append_audit(self, entry: AuditEntry, event: StatusEvent | None = None) -> None:
         with self._db.transaction() as conn:
             self._audit(conn, entry.request_id, entry.at, entry.actor, entry.from_status, entry.to_status, entry.reason)
+            entries = [] if event is None else [self._outbox(conn, event)]
+        self._written(entries)
 
     def record_deposit(self, audit: DepositAudit) -> DepositAudit:
         with self._db.transaction() as conn:

@@ -107,6 +107,17 @@ RECONCILE_LAST_SUCCESS = Gauge(
     multiprocess_mode="livemax",
 )
 
+# -- the status event stream (docs/events.md) -----------------------------------
+# path: inline (published right after the status write) or relay (recovered from the outbox).
+EVENTS_PUBLISHED = Counter("internal_transfer_events_published", "Status events the bus accepted", ["path"])
+# Inline publishes that failed or were dropped (queue full): the relay sends them later.
+EVENTS_DEFERRED = Counter("internal_transfer_events_deferred", "Status events left to the relay", ["why"])
+EVENTS_RELAY_BACKLOG = Gauge(
+    "internal_transfer_events_relay_backlog",
+    "Unpublished events the relay found in the outbox on its last pass",
+    multiprocess_mode="livemostrecent",
+)
+
 # -- the bus ------------------------------------------------------------------
 DEAD_LETTERS = Counter("internal_transfer_dead_letters", "Messages dead-lettered, by topic and kind", ["topic", "kind"])
 DLQ_MESSAGES = Gauge(

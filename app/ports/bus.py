@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from app.domain.events import StatusEvent
 from app.domain.ids import parse_id
 from app.domain.transfer import Outcome
 from app.observability.context import valid_trace_id
@@ -132,6 +133,14 @@ class ServiceBus(abc.ABC):
     @abc.abstractmethod
     def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:
         """Run until `stop` is set, feeding batches of results to `handler`."""
+
+    @abc.abstractmethod
+    def publish_events(self, events: Sequence[StatusEvent]) -> None:
+        """Send status events to `internal_transfer.events` (keyed by request id); return once all are accepted.
+
+        On failure some may have been accepted: events are delivered at least
+        once, and their consumers deduplicate (docs/events.md).
+        """
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.deposit import DepositAudit
+from app.domain.events import StatusEvent
 from app.domain.limits import LimitOverride
 from app.domain.transfer import AuditActor, AuditEntry, Status, Transfer
 
@@ -31,6 +32,18 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """An event kept in the store's outbox, and where (`slot`, the adapter's own) to mark it published."""
+
+    event: StatusEvent
+    slot: str
+
+
+# Called with the outbox entries a write just made durable (docs/events.md).
+OutboxListener = Callable[[Sequence[OutboxEntry]], None]
+
+
+@dataclass(frozen=True)
 class OpenPage:
     items: list[Transfer]
     # Continue with `after=next_after`; None when the open set was read to its end.
@@ -44,6 +57,14 @@ class HistoryPage:
 
 
 class TransferStore(abc.ABC):
+    # Told of every event written to the outbox, once its write is durable:
+    # the service publishes them at once; the relay catches what it misses.
+    outbox_listener: OutboxListener | None = None
+
+    def _written(self, entries: Sequence[OutboxEntry]) -> None:
+        if entries and self.outbox_listener is not None:
+            self.outbox_listener(entries)
+
     @abc.abstractmethod
     def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
         """Claim the key for `claim`. Return None if claimed now, else the holder."""
@@ -129,8 +150,33 @@ class TransferStore(abc.ABC):
     def audit_trail(self, request_id: int) -> list[AuditEntry]: ...
 
     @abc.abstractmethod
-    def append_audit(self, entry: AuditEntry) -> None:
-        """Record an action that changed no status (an operator's re-send, say)."""
+    def append_audit(self, entry: AuditEntry, event: StatusEvent | None = None) -> None:
+        """Record an action that changed no status (an operator's re-send, say).
+
+        With `event`, the event joins the outbox in the same write as the entry.
+        """
+
+    # -- the event outbox (docs/events.md) ---------------------------------------
+
+    @abc.abstractmethod
+    def record_events(self, events: Sequence[StatusEvent]) -> None:
+        """Keep events that change no status (warnings, an operator's re-send) in the outbox.
+
+        Status changes need no call: `record_new` and `record_statuses` put
+        their events in the outbox in the same write as the status.
+        """
+
+    @abc.abstractmethod
+    def unpublished_events(self, limit: int, written_before: datetime) -> list[OutboxEntry]:
+        """Outbox events not yet marked published, written before `written_before`, oldest first.
+
+        For the relay. An adapter may hold back events written more recently
+        than its own safety margin (Cassandra: until their time bucket is closed).
+        """
+
+    @abc.abstractmethod
+    def mark_events_published(self, entries: Sequence[OutboxEntry]) -> None:
+        """The bus acknowledged these: the relay need not publish them again."""
 
     # -- per-user daily limit overrides (operators only) -----------------------
 

@@ -18,6 +18,8 @@ POINTS = (
     "after_ledger_resolve",
     "before_final_store_update",
     "before_offset_commit",
+    # Between a status write (its event in the outbox) and the event's publish.
+    "before_event_publish",
 )
 
 _hook: Callable[[str], None] | None = None

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from app.domain.errors import NotPending as NotPending  # re-exported for callers
 from app.domain.errors import ReasonRequired as ReasonRequired  # re-exported for callers
 from app.domain.errors import ValidationFailed
+from app.domain.events import EventKind, StatusEvent
 from app.domain.transfer import AuditActor, AuditEntry, FailureReason, Status, Transfer
 from app.ports.ledger import LedgerState
 from app.services.transfers import NotFound, TransferService
@@ -135,15 +136,18 @@ class OperatorService:
             raise NotPending(f"only a pending transfer can be re-sent; this one is {transfer.status.value}")
         # Re-sending is harmless by contract: the engine dedupes by request id.
         self.transfers.send_to_engine(transfer)
+        at, actor, why = self.transfers.clock(), AuditActor.operator(operator), f"re-sent to the engine: {reason}"
+        # The audit entry and its event are one write: neither is kept without the other.
         self.transfers.store.append_audit(
             AuditEntry(
                 request_id=transfer.request_id,
-                at=self.transfers.clock(),
-                actor=AuditActor.operator(operator),
+                at=at,
+                actor=actor,
                 from_status=transfer.status,
                 to_status=transfer.status,
-                reason=f"re-sent to the engine: {reason}",
-            )
+                reason=why,
+            ),
+            StatusEvent.about(EventKind.OPERATOR_ACTION, transfer, actor, why, at),
         )
         return transfer
 

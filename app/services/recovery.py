@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.events import EventKind
 from app.domain.ids import first_id_at
 from app.domain.transfer import SCANNER, FailureReason, Status, Transfer
 from app.observability.context import log_context
@@ -29,6 +30,7 @@ from app.observability.metrics import (
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import FenceOutcome, LedgerState
 from app.services.alerts import raise_alert
+from app.services.events import record_event
 from app.services.transfers import TransferService
 
 log = logging.getLogger("internal_transfer.scanner")
@@ -50,6 +52,8 @@ class RecoveryService:
         self.transfers = transfers
         self.policy = policy or RecoveryPolicy()
         self._last_sent: dict[int, datetime] = {}
+        # Stuck-transfer events already written by this process.
+        self._announced: set[tuple[int, EventKind]] = set()
         self._lock = threading.Lock()
         self._cursor: int | None = None
         self._round_until = 0
@@ -179,6 +183,7 @@ class RecoveryService:
                 self._last_sent.clear()
 
     def _alert_if_old(self, transfer: Transfer, age: timedelta) -> None:
+        self._announce_if_old(transfer, age)
         if age >= self.policy.critical_after:
             raise_alert(
                 "transfer_pending_too_long",
@@ -193,3 +198,29 @@ class RecoveryService:
                 request_id=transfer.request_id,
                 age_seconds=int(age.total_seconds()),
             )
+
+    def _announce_if_old(self, transfer: Transfer, age: timedelta) -> None:
+        """A stuck-transfer event, once per level and transfer in this process.
+
+        A restarted scanner writes it again, with the same event_id: consumers dedupe.
+        """
+        if age >= self.policy.critical_after:
+            kind, threshold = EventKind.STUCK_CRITICAL, self.policy.critical_after
+        elif age >= self.policy.warn_after:
+            kind, threshold = EventKind.STUCK_WARNING, self.policy.warn_after
+        else:
+            return
+        key = (transfer.request_id, kind)
+        with self._lock:
+            if key in self._announced:
+                return
+        minutes = int(threshold.total_seconds() // 60)
+        # At the moment the threshold passed, not of this pass: the same event (and event_id) whoever emits it.
+        at = transfer.created_at + threshold
+        record_event(
+            self.transfers.store, kind, transfer, SCANNER, f"{transfer.status.value} for over {minutes} minutes", at
+        )
+        with self._lock:
+            if len(self._announced) > 100_000:
+                self._announced.clear()
+            self._announced.add(key)
