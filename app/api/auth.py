@@ -9,9 +9,7 @@ live longer than JWT_MAX_TTL_SECONDS is refused even when validly signed.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -141,29 +139,14 @@ def _principal_from_request() -> Principal:
     return verify_token(token_policy(), token.strip())
 
 
-def authenticated(view: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.principal = _principal_from_request()
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def operator_only(view: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        principal = _principal_from_request()
-        if not principal.is_operator:
-            raise Forbidden("operator role required")
-        g.principal = principal
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 def current_principal() -> Principal:
     principal: Principal = g.principal
+    return principal
+
+
+def checked_principal() -> Principal | None:
+    """The caller, if this request's token was already checked (by the blueprint's guard)."""
+    principal: Principal | None = g.get("principal")
     return principal
 
 
