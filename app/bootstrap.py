@@ -17,6 +17,7 @@ from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
+from app.services.batches import BatchService
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy, RecoveryService
@@ -140,6 +141,7 @@ class Container:
     operations: OperatorService
     ids: LeasedIdGenerator
     limits: LimitService
+    batches: BatchService
 
     def close(self) -> None:
         # The ids first: releasing the worker id needs the store's session.
@@ -185,4 +187,5 @@ def build(
         operations=OperatorService(transfers),
         ids=ids,
         limits=limits,
+        batches=BatchService(transfers),
     )

@@ -23,6 +23,7 @@ from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
 from app.config import PROJECT_ROOT
 from app.domain.account_model import Direction
+from app.domain.batch import Batch
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
 from app.domain.ids import timestamp_ms_of
@@ -36,7 +37,7 @@ SCHEMA_DIR = PROJECT_ROOT / "schema"
 DEFAULT_REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 _RECORD_COLUMNS = (
     "request_id, user_id, asset, from_type, to_type, amount, status, failure_reason, idempotency_key,"
-    " fingerprint, created_at_us, updated_at_us"
+    " fingerprint, created_at_us, updated_at_us, batch_id"
 )
 _MAX_HISTORY_SCAN = 2000  # index rows one history request may read
 _READ_CHUNK = 50  # records one read request asks for
@@ -95,6 +96,7 @@ def _row_to_transfer(row: Any) -> Transfer | None:
         fingerprint=row.fingerprint or "",
         created_at=_from_micros(row.created_at_us),
         updated_at=_from_micros(row.updated_at_us),
+        batch_id=row.batch_id,
     )
 
 
@@ -214,13 +216,12 @@ class CassandraTransferStore(TransferStore):
 
     # -- records and status --------------------------------------------------------
 
-    def record_new(self, transfer: Transfer) -> None:
+    def _new_record_statements(self, transfer: Transfer, home: int) -> list[Statement]:
         request_id = transfer.request_id
-        home = self.open_set.window_of(transfer.created_at)
         record: Statement = (
             "INSERT INTO {ks}.transfer_records (request_id, audit_at, user_id, asset, from_type, to_type, amount,"
-            " status, idempotency_key, fingerprint, created_at_us, updated_at_us, actor, to_status, reason, at_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+            " status, idempotency_key, fingerprint, created_at_us, updated_at_us, actor, to_status, reason, at_us,"
+            " batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
             (
                 request_id,
                 uuid_from_time(transfer.created_at.timestamp()),
@@ -238,6 +239,7 @@ class CassandraTransferStore(TransferStore):
                 transfer.status.value,
                 "accepted",
                 _micros(transfer.created_at),
+                transfer.batch_id,
                 status_write_timestamp(request_id, transfer.status),
             ),
         )
@@ -245,8 +247,49 @@ class CassandraTransferStore(TransferStore):
             "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",
             (transfer.user_id, request_id, transfer.asset),
         )
-        self.db.run_as_one([record, by_user, *self.open_set.filing(request_id, home)])
-        self.open_set.confirm_filed(request_id, home)
+        return [record, by_user, *self.open_set.filing(request_id, home)]
+
+    def record_new(self, transfer: Transfer) -> None:
+        home = self.open_set.window_of(transfer.created_at)
+        self.db.run_as_one(self._new_record_statements(transfer, home))
+        self.open_set.confirm_filed(transfer.request_id, home)
+
+    def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
+        # The batch record first: from then on a retry with the key finds the
+        # legs' ids. Then every leg as record_new writes it, all in flight at once.
+        self.db.run(
+            "INSERT INTO {ks}.batches (batch_id, user_id, request_ids, created_at_us, idempotency_key, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                batch.batch_id,
+                batch.user_id,
+                list(batch.request_ids),
+                _micros(batch.created_at),
+                batch.idempotency_key,
+                batch.fingerprint,
+            ),
+        )
+        homes = [self.open_set.window_of(leg.created_at) for leg in legs]
+        self.db.run_each_as_one([self._new_record_statements(leg, home) for leg, home in zip(legs, homes, strict=True)])
+        for leg, home in zip(legs, homes, strict=True):
+            self.open_set.confirm_filed(leg.request_id, home)
+
+    def get_batch(self, batch_id: int) -> Batch | None:
+        row = self.db.run(
+            "SELECT batch_id, user_id, request_ids, created_at_us, idempotency_key, fingerprint"
+            " FROM {ks}.batches WHERE batch_id = ?",
+            (batch_id,),
+        ).one()
+        if row is None:
+            return None
+        return Batch(
+            batch_id=row.batch_id,
+            user_id=row.user_id,
+            request_ids=tuple(row.request_ids),
+            created_at=_from_micros(row.created_at_us),
+            idempotency_key=row.idempotency_key,
+            fingerprint=row.fingerprint,
+        )
 
     def get(self, request_id: int) -> Transfer | None:
         return _row_to_transfer(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.domain.batch import Batch
 from app.domain.deposit import DepositAudit
 from app.domain.limits import LimitOverride
 from app.domain.transfer import AuditActor, AuditEntry, Status, Transfer
@@ -57,6 +58,20 @@ class TransferStore(abc.ABC):
         idempotent retry) is harmless and never moves a stored status back.
         When this returns, the scanner will see the transfer until it is terminal.
         """
+
+    @abc.abstractmethod
+    def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
+        """Write the batch record, then every leg as `record_new` does, before anything is locked.
+
+        Idempotent like `record_new`. SQLite writes it all in one transaction;
+        Cassandra writes the batch record first, then the legs in parallel: a
+        crash in between leaves legs `requesting` without a lock, which the
+        scanner fences and fails (the batch can then never lock), and a retry
+        with the Idempotency-Key finds the record and its leg ids.
+        """
+
+    @abc.abstractmethod
+    def get_batch(self, batch_id: int) -> Batch | None: ...
 
     @abc.abstractmethod
     def get(self, request_id: int) -> Transfer | None: ...

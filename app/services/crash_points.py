@@ -18,6 +18,9 @@ POINTS = (
     "after_ledger_resolve",
     "before_final_store_update",
     "before_offset_commit",
+    # The batch path (app/services/batches.py).
+    "after_batch_record",
+    "after_batch_lock",
 )
 
 _hook: Callable[[str], None] | None = None

@@ -58,7 +58,15 @@ class OperatorService:
         self.transfers = transfers
 
     def _load(self, request_id: int) -> Transfer:
+        """The transfer, or for a batch's id its first leg.
+
+        Void, force-post and re-send act on a leg's whole batch (its legs are
+        locked and resolved together), so a batch is named by its id or by any leg's.
+        """
         transfer = self.transfers.store.get(request_id)
+        if transfer is None:
+            batch = self.transfers.store.get_batch(request_id)
+            transfer = self.transfers.store.get(batch.request_ids[0]) if batch is not None else None
         if transfer is None:
             raise NotFound("no such transfer")
         return transfer
