@@ -15,7 +15,7 @@ from app.api.path_ids import path_id
 from app.api.presenters import rfc3339, transfer_view
 from app.api.schemas import BatchRequestSchema, BatchSchema
 from app.domain.assets import AssetCatalog
-from app.domain.batch import BatchCommand
+from app.domain.batch import BatchCommand, BatchStatus
 from app.domain.errors import (
     AmountTooLarge,
     AmountTooSmall,
@@ -31,7 +31,6 @@ from app.domain.errors import (
     SameAccount,
     UnsupportedAsset,
 )
-from app.domain.transfer import Status
 from app.services.batches import BatchView
 from app.services.transfers import build_command
 
@@ -96,7 +95,7 @@ class Batches(MethodView):
             for leg in body["legs"]
         )
         result = services.batches.submit(BatchCommand(user_id, legs), idempotency_key())
-        if result.replayed and result.view.status == Status.FAILED:
+        if result.replayed and result.view.status == BatchStatus.FAILED:
             services.batches.replay_refusal(result.view)
         location = url_for("internal_transfer_batch.get_batch", batch_id=str(result.view.batch.batch_id))
         return batch_view(result.view, services.catalog), 202, {"Location": location}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.domain.batch import Batch, BatchCommand, BatchStatus, batch_status
-from app.domain.errors import IdempotencyKeyReused, InsufficientBalance, NotFound
+from app.domain.errors import DomainError, IdempotencyKeyReused, InsufficientBalance, NotFound
 from app.domain.transfer import API, FailureReason, Status, Transfer
 from app.observability import transfers as observe
 from app.ports.errors import DependencyUnavailable
@@ -83,12 +83,13 @@ class BatchService:
                 "this Idempotency-Key was already used with a different request",
                 request_id=str(holder.request_id),
             )
-        batch = service.store.get_batch(holder.request_id)
-        if batch is None:
+        recorded = service.store.get_batch(holder.request_id)
+        if recorded is None:
             # The key is claimed but the first attempt died before recording
             # the batch (nothing was locked: the lock needs the records).
-            batch, legs = self._new(holder.request_id, command, idempotency_key)
-            return BatchSubmitResult(self._record_lock_and_send(batch, legs), replayed=True)
+            fresh, legs = self._new(holder.request_id, command, idempotency_key)
+            return BatchSubmitResult(self._record_lock_and_send(fresh, legs), replayed=True)
+        batch = recorded
         view = self.view(batch)
         if all(leg is not None and leg.status != Status.REQUESTING for leg in view.legs):
             return BatchSubmitResult(view, replayed=True)
@@ -174,6 +175,7 @@ class BatchService:
 
     def _refusal(self, batch: Batch, index: int, leg: Transfer, cause: FailureReason) -> Exception:
         """The 422 that names the leg: the same error as a single transfer's, with `leg` and `batch_id`."""
+        error: DomainError
         if cause == FailureReason.DAILY_LIMIT_EXCEEDED:
             error = self.transfers.limit_refusal(leg)
         else:

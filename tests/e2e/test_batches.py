@@ -61,7 +61,7 @@ def leg(amount: str, asset: str = "USDT", from_type: str = "funding") -> dict[st
 def wait_for_batch(client: FlaskClient, user_id: int, batch_id: str, wanted: str) -> dict[str, Any]:
     deadline = time.monotonic() + 20
     while True:
-        body = json_of(client.get(f"{BATCH}/{batch_id}", headers=bearer(user_id)))
+        body: dict[str, Any] = json_of(client.get(f"{BATCH}/{batch_id}", headers=bearer(user_id)))
         if body["status"] == wanted or time.monotonic() > deadline:
             return body
         time.sleep(0.05)
