@@ -28,6 +28,7 @@ from app.domain.errors import (
     InvalidPrecision,
     NotFound,
     PermissionDenied,
+    RateLimited,
     SameAccount,
     UnsupportedAsset,
 )
@@ -69,6 +70,7 @@ class Batches(MethodView):
         IdempotencyKeyReused,
         InsufficientBalance,
         DailyLimitExceeded,
+        RateLimited,
     )
     @takes_idempotency_key(required=False)
     @blp.arguments(BatchRequestSchema)
