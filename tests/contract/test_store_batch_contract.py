@@ -36,7 +36,7 @@ def test_a_batch_and_its_legs_round_trip(store: TransferStore) -> None:
     # Every leg is an ordinary transfer: in history and in the open set.
     history = {t.request_id for t in store.history(user_id, 10).items}
     assert set(batch.request_ids) <= history
-    open_ids = set()
+    open_ids: set[int] = set()
     after = None
     while True:
         page = store.open_transfers(1000, after=after)
