@@ -111,7 +111,7 @@ def test_web_worker_dies_in_a_batch_at(stack: Stack, point: str) -> None:
     client = TransferClient(stack.base_url, TEST_TOKEN_POLICY)
     deposits = _fund_for_batch(client, user)
     stack.restart("web", CRASH_POINTS=point)
-    body = {
+    body: dict[str, Any] = {
         "legs": [
             {
                 "from_account": {"account_type": "funding", "asset": asset},
