@@ -74,6 +74,16 @@ class OperatorService:
     def _state(self, transfer: Transfer) -> LedgerState:
         return self.transfers.ledger.state_of(transfer, self.transfers.catalog.get(transfer.asset))
 
+    def _with_batch(self, transfer: Transfer) -> list[Transfer]:
+        """The transfer, or all the legs of its batch (which move together), in order."""
+        if transfer.batch_id is None:
+            return [transfer]
+        batch = self.transfers.store.get_batch(transfer.batch_id)
+        if batch is None:
+            return [transfer]
+        found = self.transfers.store.get_many(batch.request_ids)
+        return [found[i] for i in batch.request_ids if i in found]
+
     def show(self, request_id: int) -> TransferReport:
         transfer = self._load(request_id)
         return TransferReport(transfer, self._state(transfer), self.transfers.store.audit_trail(request_id))
@@ -158,9 +168,12 @@ class OperatorService:
     def reconcile(
         self, request_id: int | None = None, user_id: int | None = None, limit: int = 1000
     ) -> list[TransferReport]:
-        """Store against ledger for one transfer, one user's latest, or everything open."""
+        """Store against ledger for one transfer, one user's latest, or everything open.
+
+        For a leg of a batch, or a batch's id, every leg of the batch: they move together.
+        """
         if request_id is not None:
-            transfers = [self._load(request_id)]
+            transfers = self._with_batch(self._load(request_id))
         elif user_id is not None:
             transfers = self.transfers.store.history(user_id, min(limit, 100)).items
         else:

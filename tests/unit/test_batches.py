@@ -107,3 +107,20 @@ def test_a_batch_has_two_to_fifty_legs(harness: Harness) -> None:
         BatchCommand(user_id, (harness.command(user_id, 1),))
     with pytest.raises(ValidationFailed):
         BatchCommand(user_id, tuple(harness.command(user_id, 1) for _ in range(51)))
+
+
+def test_operators_name_a_batch_by_its_id_and_act_on_all_its_legs(harness: Harness) -> None:
+    user_id = random_user_id()
+    harness.fund(user_id)
+    legs = submit(harness, user_id, 100, 200, 300)
+    batch_id = legs[0].batch_id
+    assert batch_id is not None
+    operations = OperatorService(harness.transfers)
+    reports = operations.reconcile(request_id=batch_id)
+    assert [r.transfer.request_id for r in reports] == [leg.request_id for leg in legs]
+    assert all(r.agrees for r in reports)
+    # The engine's answer is lost; the operator posts the batch by its id.
+    operations.force_post(batch_id, "alice", "engine applied it, result lost")
+    assert [harness.reload(leg).status for leg in legs] == [Status.SUCCESS] * 3
+    assert harness.balance(user_id, AccountType.SPOT) == (600, 0)
+    assert [r.agrees for r in operations.reconcile(request_id=legs[2].request_id)] == [True] * 3
