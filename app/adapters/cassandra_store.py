@@ -218,30 +218,36 @@ class CassandraTransferStore(TransferStore):
 
     def _new_record_statements(self, transfer: Transfer, home: int) -> list[Statement]:
         request_id = transfer.request_id
+        columns = (
+            "request_id, audit_at, user_id, asset, from_type, to_type, amount, status, idempotency_key,"
+            " fingerprint, created_at_us, updated_at_us, actor, to_status, reason, at_us"
+        )
+        values: list[Any] = [
+            request_id,
+            uuid_from_time(transfer.created_at.timestamp()),
+            transfer.user_id,
+            transfer.asset,
+            transfer.from_type.value,
+            transfer.to_type.value,
+            transfer.amount,
+            transfer.status.value,
+            transfer.idempotency_key,
+            transfer.fingerprint,
+            _micros(transfer.created_at),
+            _micros(transfer.updated_at),
+            str(API),
+            transfer.status.value,
+            "accepted",
+            _micros(transfer.created_at),
+        ]
+        if transfer.batch_id is not None:
+            # Only a leg names its batch: a single transfer's write stays as it was (no null, so no tombstone).
+            columns += ", batch_id"
+            values.append(transfer.batch_id)
         record: Statement = (
-            "INSERT INTO {ks}.transfer_records (request_id, audit_at, user_id, asset, from_type, to_type, amount,"
-            " status, idempotency_key, fingerprint, created_at_us, updated_at_us, actor, to_status, reason, at_us,"
-            " batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
-            (
-                request_id,
-                uuid_from_time(transfer.created_at.timestamp()),
-                transfer.user_id,
-                transfer.asset,
-                transfer.from_type.value,
-                transfer.to_type.value,
-                transfer.amount,
-                transfer.status.value,
-                transfer.idempotency_key,
-                transfer.fingerprint,
-                _micros(transfer.created_at),
-                _micros(transfer.updated_at),
-                str(API),
-                transfer.status.value,
-                "accepted",
-                _micros(transfer.created_at),
-                transfer.batch_id,
-                status_write_timestamp(request_id, transfer.status),
-            ),
+            f"INSERT INTO {{ks}}.transfer_records ({columns})"
+            f" VALUES ({', '.join('?' * len(values))}) USING TIMESTAMP ?",
+            (*values, status_write_timestamp(request_id, transfer.status)),
         )
         by_user: Statement = (
             "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",

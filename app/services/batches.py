@@ -69,6 +69,13 @@ class BatchService:
     # -- submit ---------------------------------------------------------------
 
     def submit(self, command: BatchCommand, idempotency_key: str | None = None) -> BatchSubmitResult:
+        result = self._submit(command, idempotency_key)
+        for leg in result.view.legs:
+            if leg is not None:
+                observe.accepted(leg, result.replayed)
+        return result
+
+    def _submit(self, command: BatchCommand, idempotency_key: str | None) -> BatchSubmitResult:
         service = self.transfers
         if idempotency_key is None:
             batch, legs = self._new(service.ids.next_id(), command, None)
