@@ -124,3 +124,41 @@ def test_operators_name_a_batch_by_its_id_and_act_on_all_its_legs(harness: Harne
     assert [harness.reload(leg).status for leg in legs] == [Status.SUCCESS] * 3
     assert harness.balance(user_id, AccountType.SPOT) == (600, 0)
     assert [r.agrees for r in operations.reconcile(request_id=legs[2].request_id)] == [True] * 3
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"schema_version": 2, "batch_id": "5", "user_id": "7", "legs": []},
+        {"schema_version": 2, "batch_id": "5", "user_id": "7", "legs": "x"},
+        {"schema_version": 2, "batch_id": 5, "user_id": "7", "legs": [{}]},
+        {
+            "schema_version": 2,
+            "batch_id": "5",
+            "user_id": "7",
+            "legs": [
+                {
+                    "request_id": 6,
+                    "asset": "USDT",
+                    "from_account_type": "funding",
+                    "to_account_type": "spot",
+                    "amount_units": "1",
+                }
+            ],
+        },
+    ],
+)
+def test_a_malformed_batch_request_is_refused(message: dict[str, object]) -> None:
+    with pytest.raises((ValueError, KeyError)):
+        decode_request(message)
+
+
+def test_a_batch_result_names_the_batch_and_a_single_one_the_transfer() -> None:
+    batch = EngineResult(5, Outcome.CONFIRMED, batch=True).to_message()
+    assert batch["schema_version"] == 2 and batch["batch_id"] == "5" and "request_id" not in batch
+    assert EngineResult.from_message(batch) == EngineResult(5, Outcome.CONFIRMED, batch=True)
+    single = EngineResult(5, Outcome.CONFIRMED).to_message()
+    assert single["schema_version"] == 1 and single["request_id"] == "5"
+    assert EngineResult.from_message(single).batch is False
+    with pytest.raises(ValueError):
+        EngineResult.from_message({"schema_version": 2, "request_id": "5", "outcome": "confirmed", "reason": None})
