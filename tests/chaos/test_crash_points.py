@@ -146,3 +146,40 @@ def test_settlement_worker_dies_settling_a_batch_at(stack: Stack, point: str) ->
     assert not stack.processes["worker"].alive(), "the worker never reached its crash point"
     stack.restart("worker")
     _check_batch(stack, user, result, deposits)
+
+
+@pytest.mark.parametrize(("point", "ends"), [("after_batch_record", "failed"), ("after_batch_lock", "success")])
+def test_a_batch_whose_web_worker_died_is_finished_by_the_scanner_alone(stack: Stack, point: str, ends: str) -> None:
+    """No retry: recorded but never locked, the scanner fences and fails every leg; locked, it sends the batch."""
+    user = 940_000 + ["after_batch_record", "after_batch_lock"].index(point)
+    client = TransferClient(stack.base_url, TEST_TOKEN_POLICY)
+    deposits = _fund_for_batch(client, user)
+    stack.restart("web", CRASH_POINTS=point)
+    legs: list[dict[str, Any]] = [
+        {
+            "from_account": {"account_type": "funding", "asset": asset},
+            "to_account": {"account_type": "spot", "asset": asset},
+            "amount": amount,
+        }
+        for asset, amount, _ in BATCH_LEGS
+    ]
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            f"{stack.base_url}/api/v1/user/internal_transfer/batch",
+            json={"legs": legs},
+            headers=client.headers(user),
+            timeout=30,
+        )
+    stack.restart("web")
+    container = stack.container()
+    try:
+        stack.wait_quiet(container, timeout=180)
+        report = check_invariants(container.transfers, [user], deposits, [], stack.engine_applied())
+        assert report.violations == []
+        recorded = container.store.history(user, 10).items
+        assert len(recorded) == len(BATCH_LEGS) and len({t.batch_id for t in recorded}) == 1
+        assert {t.status.value for t in recorded} == {ends}
+        if ends == "failed":
+            assert {t.failure_reason for t in recorded} == {"NOT_LOCKED"}
+    finally:
+        container.close()
