@@ -261,22 +261,28 @@ class CassandraTransferStore(TransferStore):
         self.open_set.confirm_filed(transfer.request_id, home)
 
     def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
-        # The batch record first: from then on a retry with the key finds the
-        # legs' ids. Then every leg as record_new writes it, all in flight at once.
-        self.db.run(
-            "INSERT INTO {ks}.batches (batch_id, user_id, request_ids, created_at_us, idempotency_key, fingerprint)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                batch.batch_id,
-                batch.user_id,
-                list(batch.request_ids),
-                _micros(batch.created_at),
-                batch.idempotency_key,
-                batch.fingerprint,
-            ),
-        )
+        # One LOGGED batch: the batch record and every leg as record_new writes
+        # it (record, history row, open-set filing) land together or not at
+        # all, so no crash leaves a batch with some legs unrecorded. At 50 legs
+        # it stays well under Cassandra's batch size failure threshold.
         homes = [self.open_set.window_of(leg.created_at) for leg in legs]
-        self.db.run_each_as_one([self._new_record_statements(leg, home) for leg, home in zip(legs, homes, strict=True)])
+        statements: list[Statement] = [
+            (
+                "INSERT INTO {ks}.batches (batch_id, user_id, request_ids, created_at_us, idempotency_key,"
+                " fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    batch.batch_id,
+                    batch.user_id,
+                    list(batch.request_ids),
+                    _micros(batch.created_at),
+                    batch.idempotency_key,
+                    batch.fingerprint,
+                ),
+            )
+        ]
+        for leg, home in zip(legs, homes, strict=True):
+            statements.extend(self._new_record_statements(leg, home))
+        self.db.run_logged(statements)
         for leg, home in zip(legs, homes, strict=True):
             self.open_set.confirm_filed(leg.request_id, home)
 

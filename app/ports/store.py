@@ -63,11 +63,12 @@ class TransferStore(abc.ABC):
     def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
         """Write the batch record, then every leg as `record_new` does, before anything is locked.
 
-        Idempotent like `record_new`. SQLite writes it all in one transaction;
-        Cassandra writes the batch record first, then the legs in parallel: a
-        crash in between leaves legs `requesting` without a lock, which the
-        scanner fences and fails (the batch can then never lock), and a retry
-        with the Idempotency-Key finds the record and its leg ids.
+        Idempotent like `record_new`, and all or nothing: SQLite writes it in
+        one transaction, Cassandra in one logged batch. (Were a store ever to
+        leave some legs unrecorded, nothing would be locked, since the lock
+        comes after this; the scanner fences and fails the recorded legs, so
+        the batch can never lock, and a retry with the Idempotency-Key finds
+        the record and its legs' ids.)
         """
 
     @abc.abstractmethod

@@ -63,3 +63,11 @@ def test_a_single_transfer_names_no_batch_and_an_unknown_batch_is_none(store: Tr
     found = store.get(transfer.request_id)
     assert found is not None and found.batch_id is None
     assert store.get_batch(random_request_id()) is None
+
+
+def test_a_batch_of_fifty_legs_is_recorded_whole(store: TransferStore) -> None:
+    user_id = random_user_id()
+    batch, legs = a_batch(user_id, [n + 1 for n in range(50)])
+    store.record_batch(batch, legs)
+    found = store.get_many(batch.request_ids)
+    assert [found[i] for i in batch.request_ids] == legs
