@@ -156,22 +156,24 @@ def test_the_engine_rejects_a_batch_as_a_whole(client: FlaskClient) -> None:
     assert balances(client, user_id)[("USDT", "funding")] == ("1000.00000000", "0.00000000")
 
 
-def test_an_operator_void_of_one_leg_voids_the_batch(batch_app: Flask, client: FlaskClient) -> None:
+def test_an_operator_void_by_the_batch_id_acts_on_every_leg(client: FlaskClient) -> None:
     user_id = random_user_id()
     deposit(client, user_id, "1000")
-    services = batch_app.extensions["internal_transfer"]
-    # Hold the engine's answer back: stop settlement by failing the batch at the engine? Simpler: act first.
     accepted = json_of(client.post(BATCH, json={"legs": [leg("10"), leg("20")]}, headers=bearer(user_id)))
-    first_leg = int(accepted["legs"][0]["request_id"])
-    leg_record = services.store.get(first_leg)
-    if leg_record.status.value == "pending":
-        services.operations.void(first_leg, "alice", "customer asked")
-    done = wait_for_batch(client, user_id, accepted["batch_id"], "failed")
-    statuses = {entry["status"] for entry in done["legs"]}
-    # Whoever won (the operator's void or the engine's confirmation), the legs agree.
-    assert statuses in ({"failed"}, {"success"})
-    spot = balances(client, user_id)[("USDT", "spot")][0]
-    assert spot == ("0.00000000" if statuses == {"failed"} else "30.00000000")
+    # The engine answers in the background: the void races its confirmation, and one wins for every leg.
+    response = client.post(
+        f"/api/v1/admin/transfers/{accepted['batch_id']}/void",
+        json={"reason": "customer asked"},
+        headers=bearer(1, operator=True),
+    )
+    assert response.status_code in (200, 409), response.json
+    wanted = "failed" if response.status_code == 200 else "success"
+    done = wait_for_batch(client, user_id, accepted["batch_id"], wanted)
+    assert [entry["status"] for entry in done["legs"]] == [wanted, wanted]
+    if wanted == "failed":
+        assert [entry["failure_reason"] for entry in done["legs"]] == ["VOIDED_BY_OPERATOR"] * 2
+    spot = balances(client, user_id)[("USDT", "spot")]
+    assert spot == (("0.00000000" if wanted == "failed" else "30.00000000"), "0.00000000")
 
 
 def test_invalid_batches_are_refused_with_stable_codes(client: FlaskClient) -> None:
