@@ -208,3 +208,30 @@ def test_concurrent_batches_never_overspend_and_each_is_all_or_nothing(client: F
         view = wait_for_batch(client, user_id, batch_id, wanted)
         assert {entry["status"] for entry in view["legs"]} == {wanted}
     assert balances(client, user_id)[("USDT", "spot")] == ("100.00000000", "0.00000000")
+
+
+def test_a_leg_past_its_daily_limit_fails_the_batch_and_is_named_with_what_remains(client: FlaskClient) -> None:
+    user_id = random_user_id()
+    deposit(client, user_id, "1000")
+    deposit(client, user_id, "1", asset="BTC")
+    override = {"asset": "USDT", "direction": "funding_to_spot", "limit": "50", "reason": "support ticket 7"}
+    response = client.post(f"/api/v1/admin/users/{user_id}/limits", json=override, headers=bearer(1, operator=True))
+    assert response.status_code == 201, response.json
+    # 30 + 30 USDT on the same quota: each fits the limit of 50, together they do not.
+    body = {"legs": [leg("0.1", asset="BTC"), leg("30"), leg("30")]}
+    refused = client.post(BATCH, json=body, headers=bearer(user_id))
+    assert refused.status_code == 422
+    error = json_of(refused)["error"]
+    assert error["code"] == "DAILY_LIMIT_EXCEEDED"
+    assert (error["details"]["leg"], error["details"]["remaining"]) == (2, "50.00000000")
+    funds = balances(client, user_id)
+    assert funds[("USDT", "funding")] == ("1000.00000000", "0.00000000")
+    assert funds[("BTC", "funding")] == ("1.00000000", "0.00000000")
+    # Within the limit, the same legs go through.
+    within = {"legs": [leg("0.1", asset="BTC"), leg("30"), leg("20")]}
+    accepted = client.post(BATCH, json=within, headers=bearer(user_id))
+    assert accepted.status_code == 202
+    assert wait_for_batch(client, user_id, json_of(accepted)["batch_id"], "success")["status"] == "success"
+    limits = json_of(client.get("/api/v1/user/limits", headers=bearer(user_id)))["limits"]
+    usdt = next(row for row in limits if (row["asset"], row["direction"]) == ("USDT", "funding_to_spot"))
+    assert (usdt["used"], usdt["remaining"]) == ("50.00000000", "0.00000000")
