@@ -171,7 +171,7 @@ def test_a_batch_whose_legs_are_stored_differently_is_raised(
     )
     with caplog.at_level(logging.CRITICAL, logger="internal_transfer.alerts"):
         _service(harness).run_pass()
-    alerts = [json.loads(r.getMessage()) for r in caplog.records]
+    alerts = [json.loads(r.getMessage()) for r in caplog.records if r.name == "internal_transfer.alerts"]
     assert {
         "alert": "batch_split",
         "severity": "critical",
