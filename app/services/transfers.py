@@ -359,15 +359,12 @@ class TransferService:
         return by_id[leg.request_id]
 
     def _apply_batch_result(self, result: EngineResult) -> bool:
-        """Apply the engine's answer to a batch to all its legs; False if no such batch is recorded."""
-        batch = self.store.get_batch(result.request_id)
-        if batch is None:
-            return False
+        """Apply the engine's answer to a batch to all its legs; False if no such batch (with its legs) is recorded."""
         try:
-            legs = self._batch_legs(batch.batch_id)
-        except RuntimeError as exc:
-            # Some legs never recorded: nothing of it was locked, nor sent.
-            raise PoisonMessage(str(exc)) from exc
+            legs = self._batch_legs(result.request_id)
+        except RuntimeError:
+            # No such batch, or legs never recorded: nothing of it was locked, nor sent.
+            return False
         open_legs = [t for t in legs if not t.status.is_terminal]
         if open_legs:
             self._resolve(_Decision.of_result(open_legs[0], result))

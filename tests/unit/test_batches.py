@@ -162,3 +162,17 @@ def test_a_batch_result_names_the_batch_and_a_single_one_the_transfer() -> None:
     assert EngineResult.from_message(single).batch is False
     with pytest.raises(ValueError):
         EngineResult.from_message({"schema_version": 2, "request_id": "5", "outcome": "confirmed", "reason": None})
+
+
+def test_an_answer_for_an_unknown_batch_is_poison_after_the_rest_is_applied(harness: Harness) -> None:
+    from app.ports.bus import PoisonMessage
+
+    user_id = random_user_id()
+    harness.fund(user_id)
+    single = harness.transfers.submit(harness.command(user_id, 10)).transfer
+    unknown = harness.transfers.ids.next_id()
+    with pytest.raises(PoisonMessage, match=str(unknown)):
+        harness.transfers.apply_results(
+            [EngineResult(unknown, Outcome.CONFIRMED, batch=True), EngineResult(single.request_id, Outcome.CONFIRMED)]
+        )
+    assert harness.reload(single).status == Status.SUCCESS
