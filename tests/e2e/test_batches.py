@@ -167,7 +167,10 @@ def test_an_operator_void_by_the_batch_id_acts_on_every_leg(client: FlaskClient)
         headers=bearer(1, operator=True),
     )
     assert response.status_code in (200, 409), response.json
-    wanted = "failed" if response.status_code == 200 else "success"
+    # 200 answers what the ledger decided (a void that lost to the post answers `success`, with an alert);
+    # 409: the engine's confirmation was recorded first.
+    wanted = json_of(response)["status"] if response.status_code == 200 else "success"
+    assert wanted in ("failed", "success")
     done = wait_for_batch(client, user_id, accepted["batch_id"], wanted)
     assert [entry["status"] for entry in done["legs"]] == [wanted, wanted]
     if wanted == "failed":
