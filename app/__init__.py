@@ -44,18 +44,21 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.extensions["internal_transfer"] = container or build(settings)
 
-    from app.api import accounts, admin, body, health, limits, transfers
+    from app.api import accounts, admin, batches, body, health, limits, transfers
     from app.api.errors import register_error_handlers
     from app.api.openapi import Api
+    from app.api.path_ids import TransferIdSegment, transfer_id_segment_schema
     from app.api.rate_limits import install_rate_limits
 
     body.install(app)
 
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
+    app.url_map.converters["transfer_id"] = TransferIdSegment
+    api.register_converter(TransferIdSegment, transfer_id_segment_schema)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
     api.document_assets([asset.symbol for asset in app.extensions["internal_transfer"].catalog])
-    for blueprint in (transfers.blp, accounts.blp, admin.blp, limits.user_blp, limits.admin_blp):
+    for blueprint in (transfers.blp, batches.blp, accounts.blp, admin.blp, limits.user_blp, limits.admin_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs_assets.blp)

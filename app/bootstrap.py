@@ -17,6 +17,7 @@ from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
+from app.services.batches import BatchService
 from app.services.events import EventDispatcher, EventRelay
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
@@ -146,6 +147,7 @@ class Container:
     events_relay: EventRelay | None
     # Publishes each write's events at once; flushed (bounded) on close.
     events_dispatcher: EventDispatcher | None
+    batches: BatchService
 
     def close(self) -> None:
         if self.events_dispatcher is not None and not self.events_dispatcher.flush():
@@ -208,4 +210,5 @@ def build(
         limits=limits,
         events_relay=relay,
         events_dispatcher=dispatcher,
+        batches=BatchService(transfers),
     )

@@ -190,9 +190,10 @@ def _operator_action(name: str, help_text: str) -> click.Command:
 
 
 for _name, _help in (
-    ("void", "Void a pending transfer, releasing its funds."),
-    ("force-post", "Post a pending transfer the engine applied but whose result was lost."),
-    ("resend", "Send a pending transfer to the engine again."),
+    # A batch's leg, or a batch's id, names the whole batch: its legs only ever move together.
+    ("void", "Void a pending transfer (a batch: all its legs), releasing its funds."),
+    ("force-post", "Post a pending transfer (a batch: all its legs) the engine applied but whose result was lost."),
+    ("resend", "Send a pending transfer (a batch: the whole batch) to the engine again."),
 ):
     transfers.add_command(_operator_action(_name, _help))
 
@@ -203,7 +204,7 @@ for _name, _help in (
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @clean_errors
 def reconcile(request_id: str | None, user_id: str | None, as_json: bool) -> None:
-    """Compare the store with the ledger: one transfer, a user, or everything open."""
+    """Compare the store with the ledger: one transfer (a batch: all its legs), a user, or everything open."""
     services = _container()
     reports: list[TransferReport] = services.operations.reconcile(
         _optional_id("request_id", request_id), _optional_id("user_id", user_id)

@@ -12,6 +12,10 @@ to reject, so the reject path can be driven end to end:
   ends with these digits (REFERENCE_ENGINE_REJECT_SUFFIX);
 * `reject(request_id)`: reject that one request.
 
+A batch (one message, docs/messages.md) is decided as a whole: rejected if
+the batch's id or any leg's is to be rejected, or any leg's amount matches
+the reject rule; confirmed otherwise. It is answered once, for the batch.
+
 Run against Kafka with `python -m consumers.reference_engine`.
 """
 
@@ -25,7 +29,7 @@ from collections.abc import Sequence
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.transfer import Outcome
-from app.ports.bus import EngineBus, EngineRequest, EngineResult
+from app.ports.bus import AnyEngineRequest, EngineBatchRequest, EngineBus, EngineResult
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +51,19 @@ class ReferenceEngine:
     def reject(self, request_id: int) -> None:
         self._rejects.add(request_id)
 
-    def _decide(self, request: EngineRequest) -> tuple[Outcome, str | None]:
-        if request.request_id in self._rejects:
+    def _decide(self, request: AnyEngineRequest) -> tuple[Outcome, str | None]:
+        if isinstance(request, EngineBatchRequest):
+            ids = {request.batch_id, *(leg.request_id for leg in request.legs)}
+            amounts = [leg.amount_units for leg in request.legs]
+        else:
+            ids, amounts = {request.request_id}, [request.amount_units]
+        if ids & self._rejects:
             return Outcome.REJECTED, "rejected on request"
-        if self.reject_suffix and str(request.amount_units).endswith(self.reject_suffix):
+        if self.reject_suffix and any(str(amount).endswith(self.reject_suffix) for amount in amounts):
             return Outcome.REJECTED, "reference engine reject rule"
         return Outcome.CONFIRMED, None
 
-    def handle_batch(self, requests: Sequence[EngineRequest]) -> None:
+    def handle_batch(self, requests: Sequence[AnyEngineRequest]) -> None:
         # Decided and durable before any answer leaves: a crash after the
         # commit means the batch comes again and gets the same answers.
         with self._db.transaction() as conn:
@@ -68,10 +77,10 @@ class ReferenceEngine:
                 extra={"request_id": str(result.request_id), "trace_id": result.trace_id, "reason": result.reason},
             )
 
-    def handle(self, request: EngineRequest) -> None:
+    def handle(self, request: AnyEngineRequest) -> None:
         self.handle_batch([request])
 
-    def _decide_once(self, conn: sqlite3.Connection, request: EngineRequest) -> EngineResult:
+    def _decide_once(self, conn: sqlite3.Connection, request: AnyEngineRequest) -> EngineResult:
         # A request twice in one batch finds its own row from earlier in this transaction.
         row = conn.execute("SELECT outcome, reason FROM applied WHERE request_id = ?", (request.request_id,)).fetchone()
         if row is None:
@@ -83,7 +92,8 @@ class ReferenceEngine:
         else:
             outcome, reason = Outcome(row["outcome"]), row["reason"]
             conn.execute("UPDATE applied SET times_seen = times_seen + 1 WHERE request_id = ?", (request.request_id,))
-        return EngineResult(request.request_id, outcome, reason, trace_id=request.trace_id)
+        batch = isinstance(request, EngineBatchRequest)
+        return EngineResult(request.request_id, outcome, reason, trace_id=request.trace_id, batch=batch)
 
     def applied(self) -> dict[int, str]:
         """What the engine applied, by request id: each appears once, by construction."""

@@ -227,6 +227,19 @@ class CassandraSession:
         with self.guard():
             self.connect().execute(self._as_one(statements))
 
+    def run_logged(self, statements: Sequence[Statement]) -> None:
+        """Writes to many partitions as one LOGGED batch: all of them land, or (eventually) none.
+
+        Cassandra's batchlog replays a batch whose coordinator accepted it, so
+        a client that dies mid-request leaves all or nothing. Dearer than an
+        unlogged batch; only for writes that must not be split (a transfer batch).
+        """
+        with self.guard():
+            batch = BatchStatement(batch_type=BatchType.LOGGED)
+            for cql, params in statements:
+                batch.add(self.statement(cql), params)
+            self.connect().execute(batch)
+
     def close(self) -> None:
         with self._lock:
             cluster, self._cluster, self._session = self._cluster, None, None

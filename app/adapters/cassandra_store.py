@@ -25,6 +25,7 @@ from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
 from app.config import PROJECT_ROOT
 from app.domain.account_model import Direction
+from app.domain.batch import Batch
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
 from app.domain.events import StatusEvent
@@ -39,7 +40,7 @@ SCHEMA_DIR = PROJECT_ROOT / "schema"
 DEFAULT_REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 _RECORD_COLUMNS = (
     "request_id, user_id, asset, from_type, to_type, amount, status, failure_reason, idempotency_key,"
-    " fingerprint, created_at_us, updated_at_us"
+    " fingerprint, created_at_us, updated_at_us, batch_id"
 )
 _MAX_HISTORY_SCAN = 2000  # index rows one history request may read
 _READ_CHUNK = 50  # records one read request asks for
@@ -99,6 +100,7 @@ def _row_to_transfer(row: Any) -> Transfer | None:
         fingerprint=row.fingerprint or "",
         created_at=_from_micros(row.created_at_us),
         updated_at=_from_micros(row.updated_at_us),
+        batch_id=row.batch_id,
     )
 
 
@@ -222,42 +224,98 @@ class CassandraTransferStore(TransferStore):
 
     # -- records and status --------------------------------------------------------
 
-    def record_new(self, transfer: Transfer) -> None:
+    def _new_record_statements(self, transfer: Transfer, home: int) -> list[Statement]:
         request_id = transfer.request_id
-        home = self.open_set.window_of(transfer.created_at)
+        columns = (
+            "request_id, audit_at, user_id, asset, from_type, to_type, amount, status, idempotency_key,"
+            " fingerprint, created_at_us, updated_at_us, actor, to_status, reason, at_us"
+        )
+        values: list[Any] = [
+            request_id,
+            uuid_from_time(transfer.created_at.timestamp()),
+            transfer.user_id,
+            transfer.asset,
+            transfer.from_type.value,
+            transfer.to_type.value,
+            transfer.amount,
+            transfer.status.value,
+            transfer.idempotency_key,
+            transfer.fingerprint,
+            _micros(transfer.created_at),
+            _micros(transfer.updated_at),
+            str(API),
+            transfer.status.value,
+            "accepted",
+            _micros(transfer.created_at),
+        ]
+        if transfer.batch_id is not None:
+            # Only a leg names its batch: a single transfer's write stays as it was (no null, so no tombstone).
+            columns += ", batch_id"
+            values.append(transfer.batch_id)
         record: Statement = (
-            "INSERT INTO {ks}.transfer_records (request_id, audit_at, user_id, asset, from_type, to_type, amount,"
-            " status, idempotency_key, fingerprint, created_at_us, updated_at_us, actor, to_status, reason, at_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
-            (
-                request_id,
-                uuid_from_time(transfer.created_at.timestamp()),
-                transfer.user_id,
-                transfer.asset,
-                transfer.from_type.value,
-                transfer.to_type.value,
-                transfer.amount,
-                transfer.status.value,
-                transfer.idempotency_key,
-                transfer.fingerprint,
-                _micros(transfer.created_at),
-                _micros(transfer.updated_at),
-                str(API),
-                transfer.status.value,
-                "accepted",
-                _micros(transfer.created_at),
-                status_write_timestamp(request_id, transfer.status),
-            ),
+            f"INSERT INTO {{ks}}.transfer_records ({columns})"
+            f" VALUES ({', '.join('?' * len(values))}) USING TIMESTAMP ?",
+            (*values, status_write_timestamp(request_id, transfer.status)),
         )
         by_user: Statement = (
             "INSERT INTO {ks}.transfers_by_user (user_id, request_id, asset) VALUES (?, ?, ?)",
             (transfer.user_id, request_id, transfer.asset),
         )
+        return [record, by_user, *self.open_set.filing(request_id, home)]
+
+    def record_new(self, transfer: Transfer) -> None:
+        home = self.open_set.window_of(transfer.created_at)
         event = StatusEvent.status_changed(None, transfer, API, "accepted")
         outbox, entries = self.outbox.filing([event])
-        self.db.run_as_one([record, by_user, *self.open_set.filing(request_id, home), *outbox])
-        self.open_set.confirm_filed(request_id, home)
+        self.db.run_as_one([*self._new_record_statements(transfer, home), *outbox])
+        self.open_set.confirm_filed(transfer.request_id, home)
         self._written(self.outbox.confirm_filed(entries))
+
+    def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
+        # One LOGGED batch: the batch record and every leg as record_new writes
+        # it (record, history row, open-set filing) land together or not at
+        # all, so no crash leaves a batch with some legs unrecorded. At 50 legs
+        # it stays well under Cassandra's batch size failure threshold.
+        homes = [self.open_set.window_of(leg.created_at) for leg in legs]
+        statements: list[Statement] = [
+            (
+                "INSERT INTO {ks}.batches (batch_id, user_id, request_ids, created_at_us, idempotency_key,"
+                " fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    batch.batch_id,
+                    batch.user_id,
+                    list(batch.request_ids),
+                    _micros(batch.created_at),
+                    batch.idempotency_key,
+                    batch.fingerprint,
+                ),
+            )
+        ]
+        for leg, home in zip(legs, homes, strict=True):
+            statements.extend(self._new_record_statements(leg, home))
+        # The legs' first events go in the same logged batch (docs/events.md).
+        outbox, entries = self.outbox.filing([StatusEvent.status_changed(None, leg, API, "accepted") for leg in legs])
+        self.db.run_logged([*statements, *outbox])
+        for leg, home in zip(legs, homes, strict=True):
+            self.open_set.confirm_filed(leg.request_id, home)
+        self._written(self.outbox.confirm_filed(entries))
+
+    def get_batch(self, batch_id: int) -> Batch | None:
+        row = self.db.run(
+            "SELECT batch_id, user_id, request_ids, created_at_us, idempotency_key, fingerprint"
+            " FROM {ks}.batches WHERE batch_id = ?",
+            (batch_id,),
+        ).one()
+        if row is None:
+            return None
+        return Batch(
+            batch_id=row.batch_id,
+            user_id=row.user_id,
+            request_ids=tuple(row.request_ids),
+            created_at=_from_micros(row.created_at_us),
+            idempotency_key=row.idempotency_key,
+            fingerprint=row.fingerprint,
+        )
 
     def get(self, request_id: int) -> Transfer | None:
         return _row_to_transfer(

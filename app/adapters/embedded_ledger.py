@@ -40,6 +40,8 @@ from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import LedgerInvariantBroken
 from app.ports.ledger import (
     AccountBalance,
+    BatchLeg,
+    BatchLockOutcome,
     DepositOutcome,
     FenceOutcome,
     Ledger,
@@ -357,7 +359,7 @@ class EmbeddedLedger(Ledger):
             return DepositOutcome.CONFLICT
         raise LedgerInvariantBroken(f"deposit {deposit_id}: {result.value}")
 
-    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+    def _open_quota_for(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> QuotaKey:
         quota_key = QuotaKey.of_transfer(transfer, asset)
         if quota_key not in self._opened_quotas:
             # Opened before the lock: a lock naming a missing quota account would
@@ -365,7 +367,11 @@ class EmbeddedLedger(Ledger):
             opening = resolve_limit(limit)
             self.open_quota(quota_key, opening.limit, opening.version)
             self._opened_quotas.add(quota_key)
-        chain = [
+        return quota_key
+
+    @staticmethod
+    def _lock_chain(transfer: Transfer, asset: Asset, quota_key: QuotaKey) -> list[_Event]:
+        return [
             _Event(
                 lock_id(transfer.request_id),
                 _Kind.PENDING,
@@ -385,8 +391,10 @@ class EmbeddedLedger(Ledger):
                 code=TransferCode.QUOTA_USE,
             ),
         ]
-        with self._db.transaction() as conn:
-            move, quota = self._create_chain(conn, chain)
+
+    @staticmethod
+    def _lock_outcome(move: _Result, quota: _Result) -> LockOutcome | None:
+        """What a (move, quota) pair's results mean; None if neither was judged (linked_event_failed)."""
         if move in (_Result.OK, _Result.EXISTS):
             return LockOutcome.LOCKED
         if move in (_Result.EXCEEDS_CREDITS, _Result.ACCOUNT_NOT_FOUND, _Result.ID_ALREADY_FAILED):
@@ -395,7 +403,33 @@ class EmbeddedLedger(Ledger):
             return LockOutcome.FENCED
         if move == _Result.LINKED_EVENT_FAILED and quota in (_Result.EXCEEDS_CREDITS, _Result.ID_ALREADY_FAILED):
             return LockOutcome.LIMIT_EXCEEDED
-        raise LedgerInvariantBroken(f"lock {transfer.request_id}: {move.value}, quota {quota.value}")
+        return None
+
+    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+        chain = self._lock_chain(transfer, asset, self._open_quota_for(transfer, asset, limit))
+        with self._db.transaction() as conn:
+            move, quota = self._create_chain(conn, chain)
+        outcome = self._lock_outcome(move, quota)
+        if outcome is None:
+            raise LedgerInvariantBroken(f"lock {transfer.request_id}: {move.value}, quota {quota.value}")
+        return outcome
+
+    def lock_batch(self, legs: Sequence[BatchLeg]) -> BatchLockOutcome:
+        chain: list[_Event] = []
+        for leg in legs:
+            chain.extend(
+                self._lock_chain(leg.transfer, leg.asset, self._open_quota_for(leg.transfer, leg.asset, leg.limit))
+            )
+        with self._db.transaction() as conn:
+            results = self._create_chain(conn, chain)
+        # As in TigerBeetle: the first event that did not land has its own
+        # result, every other one linked_event_failed. A retry of a chain that
+        # landed fails at its first event, `exists`: the whole chain is there.
+        for index in range(len(legs)):
+            outcome = self._lock_outcome(results[2 * index], results[2 * index + 1])
+            if outcome is not None:
+                return BatchLockOutcome(outcome, None if outcome == LockOutcome.LOCKED else index)
+        raise LedgerInvariantBroken(f"lock batch of {legs[0].transfer.request_id}: {[r.value for r in results]}")
 
     @staticmethod
     def _resolution_chain(transfer: Transfer, kind: _Kind) -> list[_Event]:

@@ -23,8 +23,8 @@ from typing import Generic, Protocol, TypeVar
 from app.adapters.bus_delivery import BatchDelivery, DeliveryPolicy, Polled
 from app.domain.events import StatusEvent
 from app.ports.bus import (
+    AnyEngineRequest,
     EngineBus,
-    EngineRequest,
     EngineResult,
     RequestBatchHandler,
     ResultBatchHandler,
@@ -89,7 +89,7 @@ class InProcessLink:
     """The two topics both ends share, and what was dead-lettered from them."""
 
     def __init__(self) -> None:
-        self.requests: InProcessTopic[EngineRequest] = InProcessTopic("internal_transfer.requests")
+        self.requests: InProcessTopic[AnyEngineRequest] = InProcessTopic("internal_transfer.requests")
         self.results: InProcessTopic[EngineResult] = InProcessTopic("internal_transfer.results")
         # The same JSON shape as Kafka's DLQ records (docs/messages.md), minus the Kafka-only fields.
         self.dead_letters: list[dict[str, object]] = []
@@ -166,7 +166,7 @@ class InProcessServiceBus(_InProcessEnd, ServiceBus):
     def __init__(self, link: InProcessLink | None = None, policy: DeliveryPolicy | None = None) -> None:
         super().__init__(link or InProcessLink(), policy or DeliveryPolicy())
 
-    def publish_request(self, request: EngineRequest) -> None:
+    def publish_request(self, request: AnyEngineRequest) -> None:
         self.link.requests.append([request])
 
     def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:

@@ -49,12 +49,13 @@ from kafka.structs import OffsetAndMetadata
 from app.adapters.bus_delivery import Backoff, BatchDelivery, DeliveryPolicy, Polled
 from app.domain.events import StatusEvent
 from app.ports.bus import (
+    AnyEngineRequest,
     EngineBus,
-    EngineRequest,
     EngineResult,
     RequestBatchHandler,
     ResultBatchHandler,
     ServiceBus,
+    decode_request,
 )
 from app.ports.errors import DependencyUnavailable
 from app.services.crash_points import crash_point
@@ -732,7 +733,7 @@ class KafkaServiceBus(_KafkaEndpoint, ServiceBus):
     def from_url(cls, url: str) -> KafkaServiceBus:
         return cls(KafkaBusConfig.from_url(url))
 
-    def publish_request(self, request: EngineRequest) -> None:
+    def publish_request(self, request: AnyEngineRequest) -> None:
         self._send(self.topics.requests, str(request.user_id).encode("utf-8"), _encode(request.to_message()))
 
     def publish_events(self, events: Sequence[StatusEvent]) -> None:
@@ -757,9 +758,7 @@ class KafkaEngineBus(_KafkaEndpoint, EngineBus):
         return cls(KafkaBusConfig.from_url(url))
 
     def consume_requests(self, handler: RequestBatchHandler, stop: threading.Event) -> None:
-        stream = _Stream(
-            self.topics.requests, self.topics.requests_dlq, self.config.engine_group, EngineRequest.from_message
-        )
+        stream = _Stream(self.topics.requests, self.topics.requests_dlq, self.config.engine_group, decode_request)
         self._consume(stream, handler, stop)
 
     def publish_results(self, results: Sequence[EngineResult]) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import Direction
+from app.domain.batch import Batch
 from app.domain.cursor import decode_cursor, encode_cursor
 from app.domain.deposit import DepositAudit
 from app.domain.events import StatusEvent
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS transfers (
     request_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, asset TEXT NOT NULL,
     from_type TEXT NOT NULL, to_type TEXT NOT NULL, amount TEXT NOT NULL,
     status TEXT NOT NULL, failure_reason TEXT, idempotency_key TEXT,
-    fingerprint TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    fingerprint TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    batch_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS transfers_by_user ON transfers (user_id, request_id DESC);
 CREATE INDEX IF NOT EXISTS open_transfers ON transfers (status, request_id)
@@ -58,6 +60,10 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     payload TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS event_outbox_unpublished ON event_outbox (seq) WHERE published = 0;
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, request_ids TEXT NOT NULL,
+    created_at TEXT NOT NULL, idempotency_key TEXT, fingerprint TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deposits (
     deposit_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, asset TEXT NOT NULL, amount TEXT NOT NULL,
     operator TEXT NOT NULL, reason TEXT NOT NULL, idempotency_key TEXT NOT NULL, at TEXT NOT NULL
@@ -93,6 +99,7 @@ def _row_to_transfer(row: sqlite3.Row) -> Transfer:
         fingerprint=row["fingerprint"],
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
+        batch_id=row["batch_id"],
     )
 
 
@@ -112,6 +119,11 @@ def _row_to_deposit(row: sqlite3.Row) -> DepositAudit:
 class SqliteTransferStore(TransferStore):
     def __init__(self, path: str) -> None:
         self._db = SqliteDatabase(path, "store", _SCHEMA)
+        with self._db.transaction() as conn:
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(transfers)")}
+            if "batch_id" not in columns:
+                # A database made before batches existed: its transfers are all single ones.
+                conn.execute("ALTER TABLE transfers ADD COLUMN batch_id INTEGER")
 
     def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
         with self._db.transaction() as conn:
@@ -129,32 +141,70 @@ class SqliteTransferStore(TransferStore):
 
     def record_new(self, transfer: Transfer) -> None:
         with self._db.transaction() as conn:
-            # Ids are unique by construction: a row already there is this very
-            # transfer recorded by an earlier attempt, and it keeps its status.
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO transfers (request_id, user_id, asset, from_type, to_type,"
-                " amount, status, failure_reason, idempotency_key, fingerprint, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    transfer.request_id,
-                    transfer.user_id,
-                    transfer.asset,
-                    transfer.from_type.value,
-                    transfer.to_type.value,
-                    str(transfer.amount),
-                    transfer.status.value,
-                    transfer.failure_reason.value if transfer.failure_reason else None,
-                    transfer.idempotency_key,
-                    transfer.fingerprint,
-                    transfer.created_at.isoformat(),
-                    transfer.updated_at.isoformat(),
-                ),
-            ).rowcount
-            entries: list[OutboxEntry] = []
-            if inserted:
-                self._audit(conn, transfer.request_id, transfer.created_at, API, None, transfer.status, "accepted")
-                entries.append(self._outbox(conn, StatusEvent.status_changed(None, transfer, API, "accepted")))
+            entries = self._insert_new(conn, transfer)
         self._written(entries)
+
+    def _insert_new(self, conn: sqlite3.Connection, transfer: Transfer) -> list[OutboxEntry]:
+        # Ids are unique by construction: a row already there is this very
+        # transfer recorded by an earlier attempt, and it keeps its status.
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO transfers (request_id, user_id, asset, from_type, to_type,"
+            " amount, status, failure_reason, idempotency_key, fingerprint, created_at, updated_at, batch_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                transfer.request_id,
+                transfer.user_id,
+                transfer.asset,
+                transfer.from_type.value,
+                transfer.to_type.value,
+                str(transfer.amount),
+                transfer.status.value,
+                transfer.failure_reason.value if transfer.failure_reason else None,
+                transfer.idempotency_key,
+                transfer.fingerprint,
+                transfer.created_at.isoformat(),
+                transfer.updated_at.isoformat(),
+                transfer.batch_id,
+            ),
+        ).rowcount
+        if not inserted:
+            return []
+        self._audit(conn, transfer.request_id, transfer.created_at, API, None, transfer.status, "accepted")
+        return [self._outbox(conn, StatusEvent.status_changed(None, transfer, API, "accepted"))]
+
+    def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
+        # One transaction: the batch and all its legs (with their events), or nothing.
+        entries: list[OutboxEntry] = []
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO batches (batch_id, user_id, request_ids, created_at, idempotency_key,"
+                " fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    batch.batch_id,
+                    batch.user_id,
+                    json.dumps([str(i) for i in batch.request_ids]),
+                    batch.created_at.isoformat(),
+                    batch.idempotency_key,
+                    batch.fingerprint,
+                ),
+            )
+            for leg in legs:
+                entries.extend(self._insert_new(conn, leg))
+        self._written(entries)
+
+    def get_batch(self, batch_id: int) -> Batch | None:
+        with self._db.reading() as conn:
+            row = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+        if row is None:
+            return None
+        return Batch(
+            batch_id=row["batch_id"],
+            user_id=row["user_id"],
+            request_ids=tuple(int(i) for i in json.loads(row["request_ids"])),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            idempotency_key=row["idempotency_key"],
+            fingerprint=row["fingerprint"],
+        )
 
     def _outbox(self, conn: sqlite3.Connection, event: StatusEvent) -> OutboxEntry:
         """The event, in the caller's transaction: it is kept exactly when the change it tells of is."""

@@ -82,6 +82,8 @@ from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import DependencyUnavailable, LedgerInvariantBroken
 from app.ports.ledger import (
     AccountBalance,
+    BatchLeg,
+    BatchLockOutcome,
     DepositOutcome,
     FenceOutcome,
     Ledger,
@@ -450,7 +452,7 @@ class TigerBeetleLedger(Ledger):
         return [_Status(result.status) for result in results]
 
     @staticmethod
-    def _quota_use_event(transfer: Transfer, asset: Asset) -> tb.Transfer:
+    def _quota_use_event(transfer: Transfer, asset: Asset, *, linked: bool = False) -> tb.Transfer:
         """The quota's pending debit that rides with a lock (the last event of its linked chain)."""
         key = QuotaKey.of_transfer(transfer, asset)
         return tb.Transfer(
@@ -464,10 +466,10 @@ class TigerBeetleLedger(Ledger):
             timeout=0,
             ledger=asset.ledger,
             code=TransferCode.QUOTA_USE,
-            flags=tb.TransferFlags.PENDING,
+            flags=tb.TransferFlags.PENDING | tb.TransferFlags.LINKED if linked else tb.TransferFlags.PENDING,
         )
 
-    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+    def _open_quota_for(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> None:
         quota_key = QuotaKey.of_transfer(transfer, asset)
         if quota_key not in self._opened_quotas:
             # Opened before the lock: a lock naming a missing quota account would
@@ -475,8 +477,10 @@ class TigerBeetleLedger(Ledger):
             opening = resolve_limit(limit)
             self.open_quota(quota_key, opening.limit, opening.version)
             self._opened_quotas.add(quota_key)
-        move_event = self._lock_event(transfer, asset, fence=False, linked=True)
-        move, quota = self._create_transfers("lock", [move_event, self._quota_use_event(transfer, asset)])
+
+    @staticmethod
+    def _lock_outcome(move: _Status, quota: _Status) -> LockOutcome | None:
+        """What a lock's (move, quota) answers mean; None if neither was judged (linked_event_failed)."""
         # A retry of a chain that landed is answered [exists, linked_event_failed]:
         # the move's answer decides, the quota's only when the move was not judged.
         if move in _CREATED_OR_EXISTS:
@@ -495,8 +499,38 @@ class TigerBeetleLedger(Ledger):
         if move == _Status.LINKED_EVENT_FAILED and quota in (_Status.EXCEEDS_CREDITS, _Status.ID_ALREADY_FAILED):
             # The quota cannot hold it (now, or when this id was first tried).
             return LockOutcome.LIMIT_EXCEEDED
+        return None
+
+    def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
+        self._open_quota_for(transfer, asset, limit)
+        move_event = self._lock_event(transfer, asset, fence=False, linked=True)
+        move, quota = self._create_transfers("lock", [move_event, self._quota_use_event(transfer, asset)])
+        outcome = self._lock_outcome(move, quota)
+        if outcome is not None:
+            return outcome
         log.error("TigerBeetle answered %s, quota %s, to lock %d", move.name, quota.name, transfer.request_id)
         raise LedgerInvariantBroken(f"lock {transfer.request_id}: TigerBeetle answered {move.name}, quota {quota.name}")
+
+    def lock_batch(self, legs: Sequence[BatchLeg]) -> BatchLockOutcome:
+        for leg in legs:
+            self._open_quota_for(leg.transfer, leg.asset, leg.limit)
+        events: list[tb.Transfer] = []
+        for leg in legs:
+            events.append(self._lock_event(leg.transfer, leg.asset, fence=False, linked=True))
+            events.append(self._quota_use_event(leg.transfer, leg.asset, linked=True))
+        # The chain ends at the last event: it carries no `linked` flag.
+        events[-1] = self._quota_use_event(legs[-1].transfer, legs[-1].asset)
+        statuses = self._create_transfers("lock batch", events)
+        # The first event that did not land has its own answer, all others
+        # linked_event_failed; a retry of a chain that landed fails at its
+        # first event, `exists`, which means the whole chain is there.
+        for index in range(len(legs)):
+            outcome = self._lock_outcome(statuses[2 * index], statuses[2 * index + 1])
+            if outcome is not None:
+                return BatchLockOutcome(outcome, None if outcome == LockOutcome.LOCKED else index)
+        first = legs[0].transfer.request_id
+        log.error("TigerBeetle answered %s to the batch lock of %d", [s.name for s in statuses], first)
+        raise LedgerInvariantBroken(f"lock batch of {first}: TigerBeetle answered {[s.name for s in statuses]}")
 
     @staticmethod
     def _resolution_event(transfer: Transfer, post: bool, *, quota: bool = False, linked: bool = False) -> tb.Transfer:
@@ -538,6 +572,26 @@ class TigerBeetleLedger(Ledger):
             for index, status in zip(alone, singles, strict=True):
                 moves[index] = status
         return [self._resolution_outcome(r.transfer, r.post, move) for r, move in zip(resolutions, moves, strict=True)]
+
+    def resolve_batch(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        """Every leg's (move, quota) resolution in ONE linked chain: all land or none does.
+
+        If the chain does not land, nothing of it was applied, and the legs
+        (always locked and resolved together) are all already resolved, or not
+        locked: `resolve_many` then reads each leg's answer, changing nothing.
+        """
+        if not resolutions:
+            return []
+        events: list[tb.Transfer] = []
+        for r in resolutions:
+            events.append(self._resolution_event(r.transfer, r.post, linked=True))
+            events.append(self._resolution_event(r.transfer, r.post, quota=True, linked=True))
+        last = resolutions[-1]
+        events[-1] = self._resolution_event(last.transfer, last.post, quota=True)
+        statuses = self._create_transfers("resolve batch", events)
+        if all(status == _Status.CREATED for status in statuses):
+            return [ResolveOutcome.POSTED if r.post else ResolveOutcome.VOIDED for r in resolutions]
+        return self.resolve_many(resolutions)
 
     def _resolution_outcome(self, transfer: Transfer, post: bool, status: _Status) -> ResolveOutcome:
         operation = "post" if post else "void"

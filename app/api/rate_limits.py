@@ -21,6 +21,8 @@ from app.api.errors import error_response
 from app.domain.errors import DomainError
 
 TRANSFER_ENDPOINT = "internal_transfer.InternalTransfers"
+# The batch POST (up to 50 legs a request) has a budget of the same size, its own.
+BATCH_ENDPOINT = "internal_transfer_batch.Batches"
 
 
 def _user_key() -> str:
@@ -66,7 +68,8 @@ def install_rate_limits(app: Flask, storage_uri: str, transfer_limit: str) -> Li
         # The usual error body; `current_limit` is the limit this request broke.
         return _too_many(limiter.current_limit)
 
-    view = app.view_functions[TRANSFER_ENDPOINT]
-    # Flask-Limiter's decorator is typed for async views too; this view is sync.
-    app.view_functions[TRANSFER_ENDPOINT] = limiter.limit(transfer_limit, methods=["POST"])(view)  # type: ignore[assignment]
+    for endpoint in (TRANSFER_ENDPOINT, BATCH_ENDPOINT):
+        view = app.view_functions[endpoint]
+        # Flask-Limiter's decorator is typed for async views too; this view is sync.
+        app.view_functions[endpoint] = limiter.limit(transfer_limit, methods=["POST"])(view)  # type: ignore[assignment]
     return limiter

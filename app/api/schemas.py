@@ -189,3 +189,22 @@ class ReconcileSchema(Schema):
 
 class TransferListSchema(Schema):
     items = fields.List(fields.Nested(TransferSchema))
+
+
+# -- batches (app/api/batches.py) ----------------------------------------------
+
+
+class BatchRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    # Each leg is exactly a single transfer's body; 2 to 50 of them, all or nothing.
+    legs = fields.List(fields.Nested(TransferRequestSchema), required=True, validate=validate.Length(min=2, max=50))
+
+
+class BatchSchema(Schema):
+    batch_id = fields.String(metadata={"description": "Snowflake id, as a decimal string"})
+    status = fields.String(metadata={"enum": [s.value for s in Status]})
+    created_at = fields.String(metadata={"format": "date-time"})
+    # In the order they were sent; a leg's index is its position here.
+    legs = fields.List(fields.Nested(TransferSchema))

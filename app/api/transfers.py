@@ -133,7 +133,7 @@ def history(query: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@blp.route("/<request_id>", endpoint="get_transfer")
+@blp.route("/<transfer_id:request_id>", endpoint="get_transfer")
 @raises(NotFound)
 @blp.response(200, TransferSchema)
 def get_transfer(request_id: str) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class FailureReason(enum.StrEnum):
     VOIDED_BY_OPERATOR = "VOIDED_BY_OPERATOR"
     # Voided in the ledger by an actor that died before recording why.
     VOIDED = "VOIDED"
+    # Another leg of its batch could not lock (that leg names the cause): all or nothing.
+    BATCH_FAILED = "BATCH_FAILED"
 
 
 class Actor(enum.StrEnum):
@@ -150,6 +152,8 @@ class Transfer:
     failure_reason: FailureReason | None = None
     idempotency_key: str | None = None
     fingerprint: str = field(default="", compare=False)
+    # The batch this transfer is a leg of (app/domain/batch.py); None for a single transfer.
+    batch_id: int | None = None
 
     @classmethod
     def new(
@@ -158,6 +162,7 @@ class Transfer:
         command: TransferCommand,
         now: datetime,
         idempotency_key: str | None = None,
+        batch_id: int | None = None,
     ) -> Transfer:
         return cls(
             request_id=request_id,
@@ -171,6 +176,7 @@ class Transfer:
             updated_at=now,
             idempotency_key=idempotency_key,
             fingerprint=command.fingerprint(),
+            batch_id=batch_id,
         )
 
     def moved_to(self, target: Status, now: datetime, failure_reason: FailureReason | None = None) -> Transfer:

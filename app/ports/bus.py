@@ -13,6 +13,9 @@ from app.domain.transfer import Outcome
 from app.observability.context import valid_trace_id
 
 SCHEMA_VERSION = 1
+# A batch request or result (docs/messages.md, "Batches"): its own version, so
+# an engine that only knows version 1 dead-letters it instead of misreading it.
+BATCH_SCHEMA_VERSION = 2
 
 
 def _id_field(message: dict[str, object], name: str) -> int:
@@ -74,17 +77,99 @@ class EngineRequest:
 
 
 @dataclass(frozen=True)
+class EngineLeg:
+    """One leg of a batch request: an ordinary transfer's fields, without the user (the batch's)."""
+
+    request_id: int
+    asset: str
+    from_account_type: str
+    to_account_type: str
+    amount_units: int
+
+    def to_message(self) -> dict[str, object]:
+        return {
+            "request_id": str(self.request_id),
+            "asset": self.asset,
+            "from_account_type": self.from_account_type,
+            "to_account_type": self.to_account_type,
+            "amount_units": str(self.amount_units),
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, object]) -> EngineLeg:
+        return cls(
+            request_id=_id_field(message, "request_id"),
+            asset=str(message["asset"]),
+            from_account_type=str(message["from_account_type"]),
+            to_account_type=str(message["to_account_type"]),
+            amount_units=int(str(message["amount_units"])),
+        )
+
+
+@dataclass(frozen=True)
+class EngineBatchRequest:
+    """A batch: the engine applies every leg or none, and answers once, for the batch."""
+
+    batch_id: int
+    user_id: int
+    legs: tuple[EngineLeg, ...]
+    trace_id: str | None = None
+
+    @property
+    def request_id(self) -> int:
+        # What the engine dedupes by and the bus logs: the batch's id (Snowflake, never a leg's).
+        return self.batch_id
+
+    def to_message(self) -> dict[str, object]:
+        message: dict[str, object] = {
+            "schema_version": BATCH_SCHEMA_VERSION,
+            "batch_id": str(self.batch_id),
+            "user_id": str(self.user_id),
+            "legs": [leg.to_message() for leg in self.legs],
+        }
+        if self.trace_id is not None:
+            message["trace_id"] = self.trace_id
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict[str, object]) -> EngineBatchRequest:
+        if message.get("schema_version") != BATCH_SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
+        legs = message.get("legs")
+        if not isinstance(legs, list) or not legs or not all(isinstance(leg, dict) for leg in legs):
+            raise ValueError("legs must be a non-empty list of objects")
+        return cls(
+            batch_id=_id_field(message, "batch_id"),
+            user_id=_id_field(message, "user_id"),
+            legs=tuple(EngineLeg.from_message(leg) for leg in legs),
+            trace_id=valid_trace_id(message.get("trace_id")),
+        )
+
+
+AnyEngineRequest = EngineRequest | EngineBatchRequest
+
+
+def decode_request(message: dict[str, object]) -> AnyEngineRequest:
+    """A request of either kind, told apart by its schema_version."""
+    if message.get("schema_version") == BATCH_SCHEMA_VERSION:
+        return EngineBatchRequest.from_message(message)
+    return EngineRequest.from_message(message)
+
+
+@dataclass(frozen=True)
 class EngineResult:
     request_id: int
     outcome: Outcome
     reason: str | None = None
     # The request's trace id, carried back by the engine; optional.
     trace_id: str | None = None
+    # The answer to a batch: `request_id` is then the batch's id, and the outcome every leg's.
+    batch: bool = False
 
     def to_message(self) -> dict[str, object]:
         message: dict[str, object] = {
-            "schema_version": SCHEMA_VERSION,
-            "request_id": str(self.request_id),
+            "schema_version": BATCH_SCHEMA_VERSION if self.batch else SCHEMA_VERSION,
+            "batch_id" if self.batch else "request_id": str(self.request_id),
             "outcome": self.outcome.value,
             "reason": self.reason,
         }
@@ -94,7 +179,8 @@ class EngineResult:
 
     @classmethod
     def from_message(cls, message: dict[str, object]) -> EngineResult:
-        if message.get("schema_version") != SCHEMA_VERSION:
+        batch = message.get("schema_version") == BATCH_SCHEMA_VERSION
+        if message.get("schema_version") != SCHEMA_VERSION and not batch:
             raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
         outcome = message.get("outcome")
         if not isinstance(outcome, str) or outcome not in Outcome.__members__.values():
@@ -103,10 +189,11 @@ class EngineResult:
         if reason is not None and not isinstance(reason, str):
             raise ValueError("reason must be a string or null")
         return cls(
-            request_id=_id_field(message, "request_id"),
+            request_id=_id_field(message, "batch_id" if batch else "request_id"),
             outcome=Outcome(outcome),
             reason=reason,
             trace_id=valid_trace_id(message.get("trace_id")),
+            batch=batch,
         )
 
 
@@ -115,7 +202,7 @@ class EngineResult:
 # them is durable; only then are they acknowledged. If it raises, the bus
 # retries the batch's messages one at a time, so one bad message cannot hold
 # the others back (see docs/messages.md, "Delivery guarantees").
-RequestBatchHandler = Callable[[Sequence[EngineRequest]], None]
+RequestBatchHandler = Callable[[Sequence[AnyEngineRequest]], None]
 ResultBatchHandler = Callable[[Sequence[EngineResult]], None]
 
 
@@ -127,7 +214,7 @@ class ServiceBus(abc.ABC):
     """The service's end of the bus: requests out to the engine, results back in."""
 
     @abc.abstractmethod
-    def publish_request(self, request: EngineRequest) -> None:
+    def publish_request(self, request: AnyEngineRequest) -> None:
         """Send to the engine; return only once the bus has durably accepted it."""
 
     @abc.abstractmethod

@@ -75,6 +75,23 @@ class Resolution:
     post: bool
 
 
+@dataclass(frozen=True)
+class BatchLockOutcome:
+    """How a batch's one linked lock went; `leg` is the index of the leg that refused it."""
+
+    outcome: LockOutcome
+    leg: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchLeg:
+    """One leg of a batch lock: the transfer, its asset and its day's limit (as for `lock`)."""
+
+    transfer: Transfer
+    asset: Asset
+    limit: LimitSource
+
+
 # The day's limit, or how to get it (a store read, only when a quota must be opened).
 LimitSource = EffectiveLimit | Callable[[], EffectiveLimit]
 
@@ -125,6 +142,25 @@ class Ledger(abc.ABC):
         quota if this process has not seen it open yet (`open_quota`: one
         more request, once per quota and process).
         """
+
+    @abc.abstractmethod
+    def lock_batch(self, legs: Sequence[BatchLeg]) -> BatchLockOutcome:
+        """Lock every leg (each its move and quota debit) in ONE linked chain: all lock or none does.
+
+        A refusal names the first leg the ledger refused (its index) and why:
+        INSUFFICIENT_BALANCE, LIMIT_EXCEEDED, or FENCED (the scanner fenced
+        that leg's id, so the batch can never lock). A retry of a batch that
+        locked answers LOCKED.
+        """
+
+    def resolve_batch(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        """Post or void every leg of a batch in one request, all or nothing.
+
+        Legs are only ever locked and resolved together, so they are always
+        in the same ledger state; adapters link the resolutions (TigerBeetle)
+        or apply them in one transaction (embedded).
+        """
+        return self.resolve_many(resolutions)
 
     @abc.abstractmethod
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:

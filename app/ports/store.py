@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.domain.batch import Batch
 from app.domain.deposit import DepositAudit
 from app.domain.events import StatusEvent
 from app.domain.limits import LimitOverride
@@ -78,6 +79,21 @@ class TransferStore(abc.ABC):
         idempotent retry) is harmless and never moves a stored status back.
         When this returns, the scanner will see the transfer until it is terminal.
         """
+
+    @abc.abstractmethod
+    def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
+        """Write the batch record, then every leg as `record_new` does, before anything is locked.
+
+        Idempotent like `record_new`, and all or nothing: SQLite writes it in
+        one transaction, Cassandra in one logged batch. (Were a store ever to
+        leave some legs unrecorded, nothing would be locked, since the lock
+        comes after this; the scanner fences and fails the recorded legs, so
+        the batch can never lock, and a retry with the Idempotency-Key finds
+        the record and its legs' ids.)
+        """
+
+    @abc.abstractmethod
+    def get_batch(self, batch_id: int) -> Batch | None: ...
 
     @abc.abstractmethod
     def get(self, request_id: int) -> Transfer | None: ...

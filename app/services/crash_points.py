@@ -20,6 +20,9 @@ POINTS = (
     "before_offset_commit",
     # Between a status write (its event in the outbox) and the event's publish.
     "before_event_publish",
+    # The batch path (app/services/batches.py).
+    "after_batch_record",
+    "after_batch_lock",
 )
 
 _hook: Callable[[str], None] | None = None

@@ -59,13 +59,31 @@ class OperatorService:
         self.transfers = transfers
 
     def _load(self, request_id: int) -> Transfer:
+        """The transfer, or for a batch's id its first leg.
+
+        Void, force-post and re-send act on a leg's whole batch (its legs are
+        locked and resolved together), so a batch is named by its id or by any leg's.
+        """
         transfer = self.transfers.store.get(request_id)
+        if transfer is None:
+            batch = self.transfers.store.get_batch(request_id)
+            transfer = self.transfers.store.get(batch.request_ids[0]) if batch is not None else None
         if transfer is None:
             raise NotFound("no such transfer")
         return transfer
 
     def _state(self, transfer: Transfer) -> LedgerState:
         return self.transfers.ledger.state_of(transfer, self.transfers.catalog.get(transfer.asset))
+
+    def _with_batch(self, transfer: Transfer) -> list[Transfer]:
+        """The transfer, or all the legs of its batch (which move together), in order."""
+        if transfer.batch_id is None:
+            return [transfer]
+        batch = self.transfers.store.get_batch(transfer.batch_id)
+        if batch is None:
+            return [transfer]
+        found = self.transfers.store.get_many(batch.request_ids)
+        return [found[i] for i in batch.request_ids if i in found]
 
     def show(self, request_id: int) -> TransferReport:
         transfer = self._load(request_id)
@@ -154,9 +172,12 @@ class OperatorService:
     def reconcile(
         self, request_id: int | None = None, user_id: int | None = None, limit: int = 1000
     ) -> list[TransferReport]:
-        """Store against ledger for one transfer, one user's latest, or everything open."""
+        """Store against ledger for one transfer, one user's latest, or everything open.
+
+        For a leg of a batch, or a batch's id, every leg of the batch: they move together.
+        """
         if request_id is not None:
-            transfers = [self._load(request_id)]
+            transfers = self._with_batch(self._load(request_id))
         elif user_id is not None:
             transfers = self.transfers.store.history(user_id, min(limit, 100)).items
         else:

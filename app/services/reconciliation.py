@@ -77,6 +77,7 @@ class ReconciliationService:
             if not agrees(transfer, state):
                 mismatches.append(Mismatch(transfer, state))
                 self._report(transfer, state)
+        self._check_batches(settled)
         if len(settled) >= self.policy.limit:
             # The newest of the window went unchecked this pass: raise the limit or shorten the window.
             log.warning("reconciliation checked only the first %d settled transfers of its window", len(settled))
@@ -93,6 +94,22 @@ class ReconciliationService:
             },
         )
         return mismatches
+
+    def _check_batches(self, settled: list[Transfer]) -> None:
+        """A batch's legs end alike (one linked chain locks and resolves them): a split one is raised.
+
+        Each leg is also checked against the ledger above, like any transfer;
+        this catches a store that recorded legs of one batch differently.
+        """
+        store = self.transfers.store
+        for batch_id in sorted({t.batch_id for t in settled if t.batch_id is not None}):
+            batch = store.get_batch(batch_id)
+            if batch is None:
+                continue
+            ends = {t.status for t in store.get_many(batch.request_ids).values() if t.status.is_terminal}
+            if len(ends) > 1:
+                LEDGER_MISMATCHES.labels(source="reconciliation").inc()
+                raise_alert("batch_split", "critical", batch_id=batch_id, statuses=sorted(s.value for s in ends))
 
     @staticmethod
     def _report(transfer: Transfer, state: LedgerState) -> None:

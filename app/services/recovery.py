@@ -167,18 +167,31 @@ class RecoveryService:
         if state in (LedgerState.POSTED, LedgerState.VOIDED):
             # Resolved in the ledger while the store still said requesting.
             return self.reconcile(pending, now)
+        if pending.batch_id is not None and self._sent_recently(pending, now):
+            # Another leg of this batch, found locked in this pass, already sent the batch.
+            return "locked"
         service.send_to_engine(pending)
         self._mark_sent(pending, now)
         return "locked_sent"
 
+    @staticmethod
+    def _sent_as(transfer: Transfer) -> int:
+        # A leg goes to the engine only within its batch: one re-send per batch, not per leg.
+        return transfer.batch_id if transfer.batch_id is not None else transfer.request_id
+
+    def _sent_recently(self, transfer: Transfer, now: datetime) -> bool:
+        with self._lock:
+            last = self._last_sent.get(self._sent_as(transfer))
+        return last is not None and now - last < self.policy.resend_after
+
     def _due_for_resend(self, transfer: Transfer, now: datetime) -> bool:
         with self._lock:
-            last = self._last_sent.get(transfer.request_id, transfer.updated_at)
+            last = self._last_sent.get(self._sent_as(transfer), transfer.updated_at)
         return now - last >= self.policy.resend_after
 
     def _mark_sent(self, transfer: Transfer, now: datetime) -> None:
         with self._lock:
-            self._last_sent[transfer.request_id] = now
+            self._last_sent[self._sent_as(transfer)] = now
             if len(self._last_sent) > 100_000:
                 self._last_sent.clear()
 

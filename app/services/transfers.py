@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.domain.account_model import Direction
@@ -29,7 +29,7 @@ from app.domain.transfer import (
 )
 from app.observability import transfers as observe
 from app.observability.context import current_trace_id, request_id_var
-from app.ports.bus import EngineRequest, EngineResult, PoisonMessage, ServiceBus
+from app.ports.bus import EngineBatchRequest, EngineLeg, EngineRequest, EngineResult, PoisonMessage, ServiceBus
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, ResolveOutcome
 from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange, TransferStore
@@ -275,6 +275,10 @@ class TransferService:
         )
 
     def send_to_engine(self, transfer: Transfer) -> None:
+        if transfer.batch_id is not None:
+            # A leg is never sent alone: the engine confirms or rejects its batch as a whole.
+            self.send_batch_to_engine(self._batch_legs(transfer.batch_id))
+            return
         crash_point("before_publish")
         self.bus.publish_request(
             EngineRequest(
@@ -288,6 +292,87 @@ class TransferService:
             )
         )
         crash_point("after_publish")
+
+    # -- batches: legs lock, go to the engine, and resolve together ----------
+
+    def _batch_legs(self, batch_id: int) -> list[Transfer]:
+        """Every leg of the batch, in order, as stored; RuntimeError if one is not recorded.
+
+        Callers hold a leg that was locked (or a result for a batch that was
+        sent), and nothing of a batch locks before all its legs are recorded.
+        """
+        batch = self.store.get_batch(batch_id)
+        if batch is None:
+            raise RuntimeError(f"batch {batch_id} is not recorded")
+        found = self.store.get_many(batch.request_ids)
+        missing = [i for i in batch.request_ids if i not in found]
+        if missing:
+            raise RuntimeError(f"batch {batch_id}: legs {missing} are not recorded")
+        return [found[i] for i in batch.request_ids]
+
+    def send_batch_to_engine(self, legs: Sequence[Transfer]) -> None:
+        batch_id = legs[0].batch_id
+        if batch_id is None:
+            raise ValueError("not the legs of a batch")
+        crash_point("before_publish")
+        self.bus.publish_request(
+            EngineBatchRequest(
+                batch_id=batch_id,
+                user_id=legs[0].user_id,
+                legs=tuple(
+                    EngineLeg(
+                        request_id=leg.request_id,
+                        asset=leg.asset,
+                        from_account_type=leg.from_type.value,
+                        to_account_type=leg.to_type.value,
+                        amount_units=leg.amount,
+                    )
+                    for leg in legs
+                ),
+                trace_id=current_trace_id(),
+            )
+        )
+        crash_point("after_publish")
+
+    def _resolve_batch_of(self, decision: _Decision) -> Transfer:
+        """Post or void every leg of `decision.transfer`'s batch in one linked request, as it asks.
+
+        Whoever acts on one leg (the engine's answer, an operator, the
+        scanner) acts on the whole batch: its legs are locked together and
+        are only ever resolved together. Returns that leg as now recorded.
+        """
+        leg = decision.transfer
+        assert leg.batch_id is not None
+        legs = self._batch_legs(leg.batch_id)
+        open_legs = [t for t in legs if not t.status.is_terminal]
+        if not open_legs:
+            # Another actor (or an earlier leg of this scan) already resolved the batch.
+            return next(t for t in legs if t.request_id == leg.request_id)
+        requesting = next((t for t in open_legs if t.status == Status.REQUESTING), None)
+        if requesting is not None and self.ledger.state_of(requesting, self.catalog.get(requesting.asset)) in (
+            LedgerState.ABSENT,
+            LedgerState.FENCED,
+        ):
+            raise PoisonMessage(f"result for batch {leg.batch_id}, which was never locked")
+        finals = self._post_or_void([replace(decision, transfer=t) for t in open_legs], atomic=True)
+        by_id = {t.request_id: t for t in legs} | {t.request_id: t for t in finals}
+        return by_id[leg.request_id]
+
+    def _apply_batch_result(self, result: EngineResult) -> bool:
+        """Apply the engine's answer to a batch to all its legs; False if no such batch (with its legs) is recorded."""
+        try:
+            legs = self._batch_legs(result.request_id)
+        except RuntimeError:
+            # No such batch, or legs never recorded: nothing of it was locked, nor sent.
+            return False
+        open_legs = [t for t in legs if not t.status.is_terminal]
+        if open_legs:
+            self._resolve(_Decision.of_result(open_legs[0], result))
+        else:
+            # A duplicate: each leg's record already says what the ledger decided (a conflict alerts).
+            for leg in legs:
+                self._resolve(_Decision.of_result(leg, result))
+        return True
 
     # -- queries ------------------------------------------------------------
 
@@ -324,6 +409,8 @@ class TransferService:
         Raises PoisonMessage, after applying the rest, if a result names no
         recorded transfer; the bus then retries the batch one by one.
         """
+        unknown_batches = [r.request_id for r in results if r.batch and not self._apply_batch_result(r)]
+        results = [r for r in results if not r.batch]
         records = self.store.get_many([result.request_id for result in results])
         batch: dict[int, _Decision] = {}
         one_by_one: list[_Decision] = []
@@ -341,7 +428,7 @@ class TransferService:
             self._post_or_void(list(batch.values()))
         for decision in one_by_one:
             self._resolve(decision)
-        unknown = [result.request_id for result in results if result.request_id not in records]
+        unknown = [result.request_id for result in results if result.request_id not in records] + unknown_batches
         if unknown:
             raise PoisonMessage(f"results for unknown requests {unknown}")
 
@@ -375,6 +462,8 @@ class TransferService:
                 self._audit_unapplied(decision, f"not applied: already {transfer.status.value}")
                 return transfer
             return self._explain_void(decision)
+        if transfer.batch_id is not None:
+            return self._resolve_batch_of(decision)
         asset = self.catalog.get(transfer.asset)
         if transfer.status == Status.REQUESTING and self.ledger.state_of(transfer, asset) in (
             LedgerState.ABSENT,
@@ -422,11 +511,10 @@ class TransferService:
         self.store.record_statuses([StatusChange(transfer, explained, decision.actor, decision.reason)])
         return explained
 
-    def _post_or_void(self, decisions: Sequence[_Decision]) -> list[Transfer]:
-        """Post or void the locks in one ledger request, then record what the ledger decided."""
-        outcomes = self.ledger.resolve_many(
-            [Resolution(d.transfer, self.catalog.get(d.transfer.asset), d.post) for d in decisions]
-        )
+    def _post_or_void(self, decisions: Sequence[_Decision], atomic: bool = False) -> list[Transfer]:
+        """Post or void the locks in one ledger request (`atomic`: all or none), then record what the ledger decided."""
+        resolutions = [Resolution(d.transfer, self.catalog.get(d.transfer.asset), d.post) for d in decisions]
+        outcomes = self.ledger.resolve_batch(resolutions) if atomic else self.ledger.resolve_many(resolutions)
         crash_point("after_ledger_resolve")
         changes: list[StatusChange] = []
         finals: list[Transfer] = []

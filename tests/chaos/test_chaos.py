@@ -56,7 +56,8 @@ def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], 
     users = [950_000 + n for n in range(24)]
     for user in users:
         client.deposit(user, "USDT", "100", key=f"chaos-seed-{user}")
-    deposits = {(user, "USDT"): 100 * UNIT for user in users}
+        client.deposit(user, "BTC", "10", key=f"chaos-seed-btc-{user}")
+    deposits = {(user, "USDT"): 100 * UNIT for user in users} | {(user, "BTC"): 10 * UNIT for user in users}
     result = LoadResult()
     stop = threading.Event()
 
@@ -64,8 +65,16 @@ def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], 
         local = random.Random(worker)
         n = 0
         while not stop.is_set():
-            amount = random_amount(local, REJECT_SUFFIX, 0.1)
-            client.transfer(result, local.choice(users), amount, f"chaos-{worker}-{n}", local.random() < 0.7)
+            if local.random() < 0.2:
+                # An atomic batch of 2 to 4 legs, across assets and directions.
+                legs = [
+                    (local.choice(["USDT", "BTC"]), random_amount(local, REJECT_SUFFIX, 0.05), local.random() < 0.7)
+                    for _ in range(local.randint(2, 4))
+                ]
+                client.batch(result, local.choice(users), legs, f"chaos-{worker}-{n}")
+            else:
+                amount = random_amount(local, REJECT_SUFFIX, 0.1)
+                client.transfer(result, local.choice(users), amount, f"chaos-{worker}-{n}", local.random() < 0.7)
             n += 1
 
     loaders = [threading.Thread(target=load, args=(w,)) for w in range(6)]
@@ -88,16 +97,19 @@ def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], 
         report = check_invariants(container.transfers, users, deposits, result.acknowledged, stack.engine_applied())
         settled = [t for a in result.acknowledged if (t := container.store.get(a.request_id))]
         outcomes = Counter(t.status for t in settled)
+        batches = len({t.batch_id for t in settled if t.batch_id is not None})
         reasons = Counter(t.failure_reason for t in settled if t.failure_reason)
     finally:
         container.close()
     figures(
         f"CHAOS ledger={stack.ledger_description} seconds={CHAOS_SECONDS:.0f} attempted={result.attempted} "
         f"acknowledged={len(result.acknowledged)} succeeded={outcomes[Status.SUCCESS]} "
-        f"failed={outcomes[Status.FAILED]} {dict(reasons)} crashes={sum(crashes.values())} ({dict(crashes)}) "
+        f"failed={outcomes[Status.FAILED]} {dict(reasons)} batches={batches} "
+        f"crashes={sum(crashes.values())} ({dict(crashes)}) "
         f"gave_up={result.gave_up} violations={len(report.violations)} quiesce={quiesce:.1f}s"
     )
     assert report.violations == []
     assert sum(crashes.values()) >= 3
     assert result.gave_up == 0
     assert outcomes[Status.SUCCESS] > 0
+    assert batches > 0

@@ -21,7 +21,7 @@ import pytest
 from kafka.errors import RequestTimedOutError
 
 from app.adapters.kafka_bus import KafkaBusConfig, KafkaEngineBus, KafkaServiceBus, _fix_failed_produce
-from app.ports.bus import EngineRequest, EngineResult, PoisonMessage
+from app.ports.bus import AnyEngineRequest, EngineRequest, EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
 from tests.conftest import random_request_id, random_user_id
 from tests.contract.test_bus_contract import DEADLINE_SECONDS, Recorder, a_request, a_result, consuming, wait_for
@@ -228,7 +228,7 @@ def test_one_users_requests_arrive_in_the_order_sent(kafka_buses: KafkaTestBuses
     user = random_user_id()
     mine = [EngineRequest(random_request_id(), user, "USDT", "funding", "spot", amount) for amount in range(1, 31)]
     others = [a_request() for _ in range(30)]
-    received: list[EngineRequest] = []
+    received: list[AnyEngineRequest] = []
     with consuming(engine.consume_requests, received.extend):
         for own, other in zip(mine, others, strict=True):
             service.publish_request(own)
@@ -240,8 +240,8 @@ def test_one_users_requests_arrive_in_the_order_sent(kafka_buses: KafkaTestBuses
 def test_consumers_in_one_group_share_the_partitions(kafka_buses: KafkaTestBuses) -> None:
     first, second, service = kafka_buses.engine(), kafka_buses.engine(), kafka_buses.service()
     topic = first.topics.requests
-    got_first: list[EngineRequest] = []
-    got_second: list[EngineRequest] = []
+    got_first: list[AnyEngineRequest] = []
+    got_second: list[AnyEngineRequest] = []
     with consuming(first.consume_requests, got_first.extend), consuming(second.consume_requests, got_second.extend):
 
         def balanced() -> bool:

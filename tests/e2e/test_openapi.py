@@ -30,7 +30,10 @@ def test_every_error_response_is_the_real_error_shape(client: FlaskClient) -> No
     default = spec["components"]["responses"]["DEFAULT_ERROR"]
     assert default["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ApiError"
     for path, method, op in operations(spec):
-        assert "422" not in op["responses"] or path.endswith("internal_transfer"), (path, method)
+        assert "422" not in op["responses"] or path.endswith(("internal_transfer", "internal_transfer/batch")), (
+            path,
+            method,
+        )
         for status, response in op["responses"].items():
             if status.startswith(("4", "5")):
                 assert response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ApiError"
@@ -81,3 +84,17 @@ def test_the_specific_truths(client: FlaskClient) -> None:
         assert not pattern.search(refused), refused
     for accepted in ("1", "0.5", "100.00000000", "0.00000001", "10"):
         assert pattern.search(accepted), accepted
+
+
+def test_the_batch_routes_are_in_the_spec(client: FlaskClient) -> None:
+    spec = json_of(client.get("/openapi.json"))
+    post = spec["paths"]["/api/v1/user/internal_transfer/batch"]["post"]
+    assert {"202", "400", "401", "403", "409", "422", "429", "503"} <= set(post["responses"])
+    assert "DAILY_LIMIT_EXCEEDED" in post["responses"]["422"]["description"]
+    assert any(p["name"] == "Idempotency-Key" for p in post.get("parameters", []))
+    request = spec["components"]["schemas"]["BatchRequest"]
+    assert request["properties"]["legs"]["minItems"] == 2
+    assert request["properties"]["legs"]["maxItems"] == 50
+    get = spec["paths"]["/api/v1/user/internal_transfer/batch/{batch_id}"]["get"]
+    assert {"200", "401", "404"} <= set(get["responses"])
+    assert spec["components"]["schemas"]["Batch"]["properties"]["legs"]["items"]["$ref"].endswith("/Transfer")

@@ -50,6 +50,12 @@ include-path = "/api/v1/user/internal_transfer"
 include-method = "POST"
 checks.positive_data_acceptance.enabled = false
 
+# Batches: each leg is a transfer, with the same rules (above).
+[[operations]]
+include-path = "/api/v1/user/internal_transfer/batch"
+include-method = "POST"
+checks.positive_data_acceptance.enabled = false
+
 # Deposits: the amount must fit the asset's decimals (INVALID_PRECISION).
 [[operations]]
 include-path = "/api/v1/admin/deposits"

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.adapters.inprocess_bus import InProcessServiceBus
-from app.ports.bus import EngineRequest, EngineResult, RequestBatchHandler, ResultBatchHandler
+from app.ports.bus import AnyEngineRequest, EngineResult, RequestBatchHandler, ResultBatchHandler
 
 _EVERYTHING = 1_000_000
 
 
-def ignore(_: Sequence[EngineRequest] | Sequence[EngineResult]) -> None:
+def ignore(_: Sequence[AnyEngineRequest] | Sequence[EngineResult]) -> None:
     """A handler that drops the batch: the message was lost on the way."""
 
 

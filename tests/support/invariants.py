@@ -62,11 +62,18 @@ def check_invariants(
         if found is None or found.user_id != ack.user_id:
             report.violations.append(f"acknowledged transfer {ack.request_id} of user {ack.user_id} is missing")
 
-    keys = Counter((t.user_id, t.idempotency_key) for t in by_id.values() if t.idempotency_key)
+    # A batch's legs carry its key: one submission per batch, one per single transfer.
+    submissions = {
+        (t.user_id, t.idempotency_key, t.batch_id if t.batch_id is not None else t.request_id)
+        for t in by_id.values()
+        if t.idempotency_key
+    }
+    keys = Counter((user_id, key) for user_id, key, _ in submissions)
     for (user_id, key), count in keys.items():
         if count > 1:
             report.violations.append(f"idempotency key {key!r} of user {user_id} made {count} transfers")
 
+    states: dict[int, LedgerState] = {}
     locked: dict[tuple[int, str, AccountType], int] = defaultdict(int)
     # Per day's quota: what the ledger should hold pending and have consumed for these transfers.
     quota_held: dict[QuotaKey, int] = defaultdict(int)
@@ -74,6 +81,7 @@ def check_invariants(
     for transfer in by_id.values():
         asset = transfers.catalog.get(transfer.asset)
         state = transfers.ledger.state_of(transfer, asset)
+        states[transfer.request_id] = state
         quota = QuotaKey.of_transfer(transfer, asset)
         if state == LedgerState.PENDING:
             quota_held[quota] += transfer.amount
@@ -93,9 +101,12 @@ def check_invariants(
             # Only a transfer still open may hold funds; any other lock is orphaned.
             locked[(transfer.user_id, transfer.asset, transfer.from_type)] += transfer.amount
         if engine_applied is not None:
-            _check_engine(report, transfer, engine_applied.get(transfer.request_id))
+            # The engine answers a batch once, by the batch's id.
+            sent_as = transfer.batch_id if transfer.batch_id is not None else transfer.request_id
+            _check_engine(report, transfer, engine_applied.get(sent_as))
 
     _check_quotas(report, transfers, quota_held, quota_posted)
+    _check_batches(report, transfers, by_id, states)
 
     # Quota accounts are not funds: balances() reports funding and spot only.
     users = {user for user, _ in deposits} | {t.user_id for t in by_id.values()}
@@ -148,6 +159,37 @@ def _check_quotas(
             report.violations.append(f"{label}: quota consumed {balance.consumed}, posted transfers {expected_posted}")
         if balance.remaining < 0:
             report.violations.append(f"{label}: quota overrun: {balance}")
+
+
+def _check_batches(
+    report: InvariantReport,
+    transfers: TransferService,
+    by_id: Mapping[int, Transfer],
+    states: Mapping[int, LedgerState],
+) -> None:
+    """All or nothing: a batch's legs are all recorded, in one ledger state, and end the same way."""
+    for batch_id in sorted({t.batch_id for t in by_id.values() if t.batch_id is not None}):
+        batch = transfers.store.get_batch(batch_id)
+        if batch is None:
+            report.violations.append(f"batch {batch_id} has legs but no record")
+            continue
+        legs = transfers.store.get_many(batch.request_ids)
+        if len(legs) != len(batch.request_ids):
+            missing = sorted(set(batch.request_ids) - set(legs))
+            report.violations.append(f"batch {batch_id}: legs {missing} are not recorded")
+        leg_states = {
+            states.get(i) or transfers.ledger.state_of(t, transfers.catalog.get(t.asset)) for i, t in legs.items()
+        }
+        # A fenced leg and its never-locked siblings are equally "nothing locked".
+        if len(leg_states - {LedgerState.ABSENT, LedgerState.FENCED}) > 1 or (
+            leg_states & {LedgerState.PENDING, LedgerState.POSTED, LedgerState.VOIDED}
+            and leg_states & {LedgerState.ABSENT, LedgerState.FENCED}
+        ):
+            seen = sorted(state.value for state in leg_states)
+            report.violations.append(f"batch {batch_id}: legs differ in the ledger: {seen}")
+        ends = {t.status for t in legs.values() if t.status.is_terminal}
+        if len(ends) > 1:
+            report.violations.append(f"batch {batch_id}: some legs succeeded and some failed")
 
 
 def _check_engine(report: InvariantReport, transfer: Transfer, applied: str | None) -> None:

@@ -19,6 +19,7 @@ from app.api.auth import TokenPolicy, issue_token
 from tests.support.invariants import Acknowledged
 
 TRANSFERS = "/api/v1/user/internal_transfer"
+BATCHES = "/api/v1/user/internal_transfer/batch"
 
 
 @dataclass
@@ -88,6 +89,39 @@ class TransferClient:
             if response.status_code in (200, 202):
                 result.acknowledged.append(Acknowledged(user_id, int(response.json()["request_id"]), key))
             elif response.status_code == 422:
+                result.refused_insufficient += 1
+                request_id = int(response.json()["error"]["details"]["request_id"])
+                result.acknowledged.append(Acknowledged(user_id, request_id, key))
+            else:
+                result.gave_up += 1
+
+    def batch(self, result: LoadResult, user_id: int, legs: list[tuple[str, str, bool]], key: str) -> None:
+        """A batch of (asset, amount, to_spot) legs; every leg acknowledged is recorded, as a transfer would be."""
+        body = {
+            "legs": [
+                {
+                    "from_account": {"account_type": "funding" if to_spot else "spot", "asset": asset},
+                    "to_account": {"account_type": "spot" if to_spot else "funding", "asset": asset},
+                    "amount": amount,
+                }
+                for asset, amount, to_spot in legs
+            ]
+        }
+        with result.lock:
+            result.attempted += 1
+        try:
+            response = self._post_until_answered(BATCHES, body, {**self.headers(user_id), "Idempotency-Key": key})
+        except TimeoutError:
+            with result.lock:
+                result.gave_up += 1
+            return
+        with result.lock:
+            result.statuses[response.status_code] += 1
+            if response.status_code in (200, 202):
+                for leg in response.json()["legs"]:
+                    result.acknowledged.append(Acknowledged(user_id, int(leg["request_id"]), key))
+            elif response.status_code == 422:
+                # The refused leg is named; the others are recorded failed with it (the checker sees them all).
                 result.refused_insufficient += 1
                 request_id = int(response.json()["error"]["details"]["request_id"])
                 result.acknowledged.append(Acknowledged(user_id, request_id, key))

@@ -161,3 +161,22 @@ def test_show_prints_the_transfer_with_its_audit(runner: FlaskCliRunner, app: Fl
     report = json.loads(shown.output)
     assert report["transfer"]["request_id"] == str(request_id)
     assert [e["actor"] for e in report["audit"]][:2] == ["api", "api"]
+
+
+def test_operator_commands_take_a_batch_id_and_act_on_every_leg(runner: FlaskCliRunner, app: Flask) -> None:
+    runner.invoke(args=DEPOSIT)
+    services = app.extensions["internal_transfer"]
+    from app.domain.batch import BatchCommand
+    from app.domain.transfer import AccountType, TransferCommand
+
+    legs = tuple(TransferCommand(3001, "USDT", AccountType.FUNDING, AccountType.SPOT, n) for n in (10, 20))
+    view = services.batches.submit(BatchCommand(3001, legs)).view
+    batch_id = str(view.batch.batch_id)
+    checked = runner.invoke(args=["transfers", "reconcile", "--request-id", batch_id, "--json"])
+    assert checked.exit_code == 0, checked.output
+    rows = json.loads(checked.output)["rows"]
+    assert [row["request_id"] for row in rows] == [str(i) for i in view.batch.request_ids]
+    voided = runner.invoke(args=["transfers", "void", batch_id, "--reason", "ticket 12", "--operator", "ann"])
+    assert voided.exit_code == 0, voided.output
+    stored = services.store.get_many(view.batch.request_ids)
+    assert {(t.status.value, t.failure_reason) for t in stored.values()} == {("failed", "VOIDED_BY_OPERATOR")}

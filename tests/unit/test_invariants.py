@@ -99,3 +99,33 @@ def test_a_clean_run_uses_exactly_its_posted_transfers_of_the_quota(harness: Har
     balance = harness.ledger.quota_balances([key])[key]
     # 1 and 3 posted; 2 rejected by the engine, so voided, its quota released.
     assert (balance.consumed, balance.held) == (4 * UNIT, 0)
+
+
+def _batch_run(harness: Harness) -> list[Transfer]:
+    from app.domain.batch import BatchCommand
+    from app.services.batches import BatchService
+
+    harness.fund(1)
+    command = BatchCommand(1, (harness.command(1, UNIT), harness.command(1, 2 * UNIT)))
+    view = BatchService(harness.transfers).submit(command, "batch-key").view
+    harness.pump()
+    return [leg for leg in view.legs if leg is not None]
+
+
+def test_a_settled_batch_under_one_key_has_no_violations(harness: Harness) -> None:
+    legs = _batch_run(harness)
+    acknowledged = [Acknowledged(1, leg.request_id, "batch-key") for leg in legs]
+    report = check_invariants(harness.transfers, [1], DEPOSITS, acknowledged, harness.engine.applied())
+    assert report.ok, report.violations
+    assert report.checked_transfers == 2
+
+
+def test_finds_a_batch_whose_legs_ended_differently(harness: Harness) -> None:
+    legs = _batch_run(harness)
+    # Corrupt the store only (the service could never write this): one leg claims to have failed.
+    harness.store._db._conn.execute(  # type: ignore[attr-defined]
+        "UPDATE transfers SET status = 'failed', failure_reason = 'VOIDED_BY_OPERATOR' WHERE request_id = ?",
+        (legs[1].request_id,),
+    )
+    violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
+    assert f"batch {legs[0].batch_id}: some legs succeeded and some failed" in violations

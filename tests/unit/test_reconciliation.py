@@ -149,3 +149,32 @@ def test_a_pass_that_hits_its_limit_says_so(harness: Harness, caplog: pytest.Log
         service.run_pass()
     assert _metric("internal_transfer_reconcile_checked") == 1
     assert any("only the first 1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_batch_whose_legs_are_stored_differently_is_raised(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.domain.batch import BatchCommand
+    from app.services.batches import BatchService
+
+    user = random_user_id()
+    harness.fund(user)
+    command = BatchCommand(user, (harness.command(user, UNIT), harness.command(user, 2 * UNIT)))
+    legs = [leg for leg in BatchService(harness.transfers).submit(command).view.legs if leg is not None]
+    harness.pump()
+    harness.clock.advance(minutes=1)
+    assert _service(harness).run_pass() == []
+    # A store that recorded one leg failed (the service never does: legs resolve together).
+    harness.store._db._conn.execute(  # type: ignore[attr-defined]
+        "UPDATE transfers SET status = 'failed', failure_reason = 'VOIDED' WHERE request_id = ?",
+        (legs[0].request_id,),
+    )
+    with caplog.at_level(logging.CRITICAL, logger="internal_transfer.alerts"):
+        _service(harness).run_pass()
+    alerts = [json.loads(r.getMessage()) for r in caplog.records if r.name == "internal_transfer.alerts"]
+    assert {
+        "alert": "batch_split",
+        "severity": "critical",
+        "batch_id": legs[0].batch_id,
+        "statuses": ["failed", "success"],
+    } in alerts
