@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.domain.transfer import Status
+from app.domain.transfer import FailureReason, Status
 from tests.conftest import TEST_TOKEN_POLICY
 from tests.support.invariants import check_invariants
 from tests.support.load import LoadResult, TransferClient, random_amount
@@ -58,6 +58,10 @@ def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], 
         client.deposit(user, "USDT", "100", key=f"chaos-seed-{user}")
         client.deposit(user, "BTC", "10", key=f"chaos-seed-btc-{user}")
     deposits = {(user, "USDT"): 100 * UNIT for user in users} | {(user, "BTC"): 10 * UNIT for user in users}
+    # A third of the users get a low daily limit, so the ledger-enforced quota
+    # refuses some of their transfers and batches while processes crash.
+    for user in users[::3]:
+        client.set_daily_limit(user, "USDT", "funding_to_spot", "2")
     result = LoadResult()
     stop = threading.Event()
 
@@ -113,3 +117,4 @@ def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], 
     assert result.gave_up == 0
     assert outcomes[Status.SUCCESS] > 0
     assert batches > 0
+    assert reasons[FailureReason.DAILY_LIMIT_EXCEEDED] > 0

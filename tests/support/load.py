@@ -69,6 +69,12 @@ class TransferClient:
         response = self._post_until_answered("/api/v1/admin/deposits", body, headers)
         assert response.status_code == 201, response.text
 
+    def set_daily_limit(self, user_id: int, asset: str, direction: str, limit: str) -> None:
+        """An operator's override of the user's daily limit (audited, effective today)."""
+        body = {"asset": asset, "direction": direction, "limit": limit, "reason": "test limit"}
+        response = self._post_until_answered(f"/api/v1/admin/users/{user_id}/limits", body, self.headers(1, True))
+        assert response.status_code == 201, response.text
+
     def transfer(self, result: LoadResult, user_id: int, amount: str, key: str, to_spot: bool = True) -> None:
         sides = ("funding", "spot") if to_spot else ("spot", "funding")
         body = {
