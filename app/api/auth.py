@@ -18,7 +18,7 @@ from flask import current_app, g, request
 
 from app.domain.errors import PermissionDenied as Forbidden
 from app.domain.errors import Unauthenticated, ValidationFailed
-from app.domain.ids import parse_id
+from app.domain.ids import parse_canonical_id, parse_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -117,12 +117,10 @@ def verify_token(policy: TokenPolicy, token: str, now: float | None = None) -> P
         raise Unauthenticated("the bearer token lives longer than allowed")
     subject = claims["sub"]
     try:
-        user_id = parse_id(subject)
+        # "03001" is not 3001: one user, one spelling.
+        user_id = parse_canonical_id(subject)
     except ValueError:
         raise invalid from None
-    if str(user_id) != subject:
-        # "03001" is not 3001: one user, one spelling.
-        raise invalid
     return Principal(user_id=user_id, role=role)
 
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.domain.ids import parse_id
+from app.domain.ids import id_field
 from app.domain.transfer import AuditActor, FailureReason, Status, Transfer
 
 EVENT_SCHEMA_VERSION = 1
@@ -40,16 +40,6 @@ def _utc(moment: datetime) -> datetime:
 def rfc3339(moment: datetime) -> str:
     """UTC, microseconds, with a `Z`: one spelling for every event."""
     return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _decimal_id(message: dict[str, object], name: str) -> int:
-    value = message.get(name)
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a decimal string, not {type(value).__name__}")
-    parsed = parse_id(value)
-    if str(parsed) != value:
-        raise ValueError(f"{name} must be a decimal string without leading zeros")
-    return parsed
 
 
 @dataclass(frozen=True)
@@ -163,8 +153,8 @@ class StatusEvent:
             raise ValueError("at must be an RFC 3339 string")
         return cls(
             kind=EventKind(str(message.get("kind"))),
-            request_id=_decimal_id(message, "request_id"),
-            user_id=_decimal_id(message, "user_id"),
+            request_id=id_field(message, "request_id"),
+            user_id=id_field(message, "user_id"),
             asset=str(message["asset"]),
             amount=int(amount),
             from_account_type=str(message["from_account_type"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -101,3 +101,24 @@ def parse_id(text: object) -> int:
     if not 0 < value <= MAX_ID:
         raise ValueError("an id is between 1 and 2^63-1")
     return value
+
+
+def parse_canonical_id(text: object) -> int:
+    """parse_id, and only in the id's one spelling: "03001" is not 3001."""
+    value = parse_id(text)
+    if str(value) != text:
+        raise ValueError("an id is written without leading zeros")
+    return value
+
+
+def id_field(message: Mapping[str, object], name: str) -> int:
+    """A message's id field, only as the canonical decimal string the contracts name.
+
+    A JSON number is refused: a peer whose JSON library goes through doubles
+    would turn it into a neighbouring id, and act on a sibling transfer.
+    """
+    value = message.get(name)
+    try:
+        return parse_canonical_id(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a decimal string, not {type(value).__name__} ({exc})") from None

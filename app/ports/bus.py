@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.events import StatusEvent
-from app.domain.ids import parse_id
+from app.domain.ids import id_field
 from app.domain.transfer import Outcome
 from app.observability.context import valid_trace_id
 
@@ -16,21 +16,6 @@ SCHEMA_VERSION = 1
 # A batch request or result (docs/messages.md, "Batches"): its own version, so
 # an engine that only knows version 1 dead-letters it instead of misreading it.
 BATCH_SCHEMA_VERSION = 2
-
-
-def _id_field(message: dict[str, object], name: str) -> int:
-    """An id only as the canonical decimal string the contract names.
-
-    A JSON number is refused: an engine whose JSON library goes through
-    doubles would turn it into a neighbouring id, and settle a sibling transfer.
-    """
-    value = message.get(name)
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a decimal string, not {type(value).__name__}")
-    parsed = parse_id(value)
-    if str(parsed) != value:
-        raise ValueError(f"{name} must be a decimal string without leading zeros")
-    return parsed
 
 
 @dataclass(frozen=True)
@@ -65,8 +50,8 @@ class EngineRequest:
         if message.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
         return cls(
-            request_id=_id_field(message, "request_id"),
-            user_id=_id_field(message, "user_id"),
+            request_id=id_field(message, "request_id"),
+            user_id=id_field(message, "user_id"),
             asset=str(message["asset"]),
             from_account_type=str(message["from_account_type"]),
             to_account_type=str(message["to_account_type"]),
@@ -98,7 +83,7 @@ class EngineLeg:
     @classmethod
     def from_message(cls, message: dict[str, object]) -> EngineLeg:
         return cls(
-            request_id=_id_field(message, "request_id"),
+            request_id=id_field(message, "request_id"),
             asset=str(message["asset"]),
             from_account_type=str(message["from_account_type"]),
             to_account_type=str(message["to_account_type"]),
@@ -139,8 +124,8 @@ class EngineBatchRequest:
         if not isinstance(legs, list) or not legs or not all(isinstance(leg, dict) for leg in legs):
             raise ValueError("legs must be a non-empty list of objects")
         return cls(
-            batch_id=_id_field(message, "batch_id"),
-            user_id=_id_field(message, "user_id"),
+            batch_id=id_field(message, "batch_id"),
+            user_id=id_field(message, "user_id"),
             legs=tuple(EngineLeg.from_message(leg) for leg in legs),
             trace_id=valid_trace_id(message.get("trace_id")),
         )
@@ -189,7 +174,7 @@ class EngineResult:
         if reason is not None and not isinstance(reason, str):
             raise ValueError("reason must be a string or null")
         return cls(
-            request_id=_id_field(message, "batch_id" if batch else "request_id"),
+            request_id=id_field(message, "batch_id" if batch else "request_id"),
             outcome=Outcome(outcome),
             reason=reason,
             trace_id=valid_trace_id(message.get("trace_id")),

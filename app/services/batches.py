@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.domain.batch import Batch, BatchCommand, BatchStatus, batch_status
-from app.domain.errors import DomainError, IdempotencyKeyReused, InsufficientBalance, NotFound
+from app.domain.errors import DomainError, InsufficientBalance, NotFound
 from app.domain.transfer import API, FailureReason, Status, Transfer
 from app.observability import transfers as observe
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import BatchLeg, LimitSource, LockOutcome
-from app.ports.store import IdempotencyClaim, StatusChange
+from app.ports.store import StatusChange
 from app.services.crash_points import crash_point
 from app.services.transfers import TransferService
 
@@ -80,21 +80,15 @@ class BatchService:
         if idempotency_key is None:
             batch, legs = self._new(service.ids.next_id(), command, None)
             return BatchSubmitResult(self._record_lock_and_send(batch, legs), replayed=False)
-        claim = IdempotencyClaim(request_id=service.ids.next_id(), fingerprint=command.fingerprint())
-        holder = service.store.claim_idempotency_key(command.user_id, idempotency_key, claim)
-        if holder is None:
-            batch, legs = self._new(claim.request_id, command, idempotency_key)
+        batch_id, claimed_before = service.claim_key(command.user_id, idempotency_key, command.fingerprint())
+        if not claimed_before:
+            batch, legs = self._new(batch_id, command, idempotency_key)
             return BatchSubmitResult(self._record_lock_and_send(batch, legs), replayed=False)
-        if holder.fingerprint != claim.fingerprint:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request",
-                request_id=str(holder.request_id),
-            )
-        recorded = service.store.get_batch(holder.request_id)
+        recorded = service.store.get_batch(batch_id)
         if recorded is None:
             # The key is claimed but the first attempt died before recording
             # the batch (nothing was locked: the lock needs the records).
-            fresh, legs = self._new(holder.request_id, command, idempotency_key)
+            fresh, legs = self._new(batch_id, command, idempotency_key)
             return BatchSubmitResult(self._record_lock_and_send(fresh, legs), replayed=True)
         batch = recorded
         view = self.view(batch)

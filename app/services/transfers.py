@@ -141,28 +141,22 @@ class TransferService:
             self._record_new(transfer)
             return SubmitResult(self._lock_and_send(transfer), replayed=False)
         user_id, key = command.user_id, idempotency_key
-        claim = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=command.fingerprint())
-        holder = self.store.claim_idempotency_key(user_id, key, claim)
-        if holder is None:
-            transfer = Transfer.new(claim.request_id, command, self.clock(), key)
+        request_id, claimed_before = self.claim_key(user_id, key, command.fingerprint())
+        if not claimed_before:
+            transfer = Transfer.new(request_id, command, self.clock(), key)
             self._record_new(transfer)
             return SubmitResult(self._lock_and_send(transfer), replayed=False)
-        if holder.fingerprint != claim.fingerprint:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request",
-                request_id=str(holder.request_id),
-            )
-        existing = self.store.get(holder.request_id)
+        existing = self.store.get(request_id)
         if existing is None:
             # The key is claimed but its transfer is not recorded: the first
             # attempt died in between (nothing was locked: the lock needs the
             # record) or is still running. Carrying on with the id the key
             # names is safe: every step is idempotent.
-            existing = Transfer.new(holder.request_id, command, self.clock(), key)
+            existing = Transfer.new(request_id, command, self.clock(), key)
             self._record_new(existing)
         elif existing.user_id != user_id or existing.idempotency_key != key:
             # Request ids are unique by construction (leased worker ids).
-            raise RuntimeError(f"request id {holder.request_id} names another transfer than its key")
+            raise RuntimeError(f"request id {request_id} names another transfer than its key")
         elif existing.status == Status.REQUESTING:
             # Recorded, but the first attempt stopped before it was pending:
             # file it again (it may have died before its filing was confirmed)
@@ -171,6 +165,22 @@ class TransferService:
         else:
             return SubmitResult(existing, replayed=True)
         return SubmitResult(self._lock_and_send(existing), replayed=True)
+
+    def claim_key(self, user_id: int, key: str, fingerprint: str) -> tuple[int, bool]:
+        """The id `key` names, and whether an earlier request claimed it; IDEMPOTENCY_KEY_REUSED for another body.
+
+        A fresh id is offered; the first claimer's id wins (single transfers and batches alike).
+        """
+        offered = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=fingerprint)
+        holder = self.store.claim_idempotency_key(user_id, key, offered)
+        if holder is None:
+            return offered.request_id, False
+        if holder.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request",
+                request_id=str(holder.request_id),
+            )
+        return holder.request_id, True
 
     def _record_new(self, transfer: Transfer) -> None:
         # From here on this submission's log lines name the transfer (`submit` unbinds it).
