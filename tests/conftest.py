@@ -82,10 +82,11 @@ def make_transfer(
     asset: str = "USDT",
     from_type: AccountType = AccountType.FUNDING,
     request_id: int | None = None,
+    created_at: datetime | None = None,
 ) -> Transfer:
     to_type = AccountType.SPOT if from_type == AccountType.FUNDING else AccountType.FUNDING
     command = TransferCommand(user_id=user_id, asset=asset, from_type=from_type, to_type=to_type, amount=amount)
-    return Transfer.new(request_id or random_request_id(), command, datetime.now(UTC))
+    return Transfer.new(request_id or random_request_id(), command, created_at or datetime.now(UTC))
 
 
 def record_move(

@@ -13,12 +13,13 @@ from __future__ import annotations
 import enum
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
     QUOTA_CODE_OF,
+    QUOTA_CUTS_CODE_OF,
     AccountCode,
     Direction,
     TransferCode,
@@ -28,13 +29,17 @@ from app.domain.account_model import (
     lock_id,
     quota_account_id,
     quota_cut_id,
+    quota_cut_order_id,
+    quota_cuts_account_id,
     quota_grant_id,
     quota_lock_id,
+    quota_raise_catch_up_id,
     quota_resolution_id,
+    quota_void_catch_up_id,
     resolution_id,
     system_account_id,
 )
-from app.domain.limits import QuotaKey
+from app.domain.limits import QuotaBalance, QuotaKey, QuotaOpening
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import LedgerInvariantBroken
@@ -49,7 +54,6 @@ from app.ports.ledger import (
     LimitSource,
     LockOutcome,
     OpenedQuotas,
-    QuotaBalance,
     Resolution,
     ResolveOutcome,
     resolve_limit,
@@ -58,6 +62,7 @@ from app.ports.ledger import (
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY, ledger INTEGER NOT NULL, code INTEGER NOT NULL,
+    -- 0: no limit; 1: debits must not exceed credits; 2: credits must not exceed debits
     no_overdraft INTEGER NOT NULL,
     debits_pending TEXT NOT NULL DEFAULT '0', debits_posted TEXT NOT NULL DEFAULT '0',
     credits_pending TEXT NOT NULL DEFAULT '0', credits_posted TEXT NOT NULL DEFAULT '0'
@@ -79,8 +84,15 @@ class _Kind(enum.StrEnum):
     PENDING = "pending"
     POST = "post"
     VOID = "void"
-    # A debit of at most the amount: as much as the debit account's no-overdraft flag allows.
+    # At most the amount: as much as the debit account's and the credit account's limits allow
+    # (TigerBeetle's balancing_debit | balancing_credit).
     BALANCING_DEBIT = "balancing_debit"
+
+
+class _Limit(enum.IntEnum):
+    NONE = 0
+    DEBITS_MUST_NOT_EXCEED_CREDITS = 1
+    CREDITS_MUST_NOT_EXCEED_DEBITS = 2
 
 
 class _Result(enum.Enum):
@@ -88,6 +100,7 @@ class _Result(enum.Enum):
     EXISTS = "exists"
     EXISTS_DIFFERENT = "exists_with_different_fields"
     EXCEEDS_CREDITS = "exceeds_credits"
+    EXCEEDS_DEBITS = "exceeds_debits"
     ACCOUNT_NOT_FOUND = "account_not_found"
     PENDING_NOT_FOUND = "pending_transfer_not_found"
     PENDING_NOT_PENDING = "pending_transfer_not_pending"
@@ -98,7 +111,9 @@ class _Result(enum.Enum):
 
 
 # Failures that depend on state which may change; TigerBeetle reserves the id.
-_TRANSIENT = {_Result.EXCEEDS_CREDITS, _Result.ACCOUNT_NOT_FOUND, _Result.PENDING_NOT_FOUND}
+_TRANSIENT = {_Result.EXCEEDS_CREDITS, _Result.EXCEEDS_DEBITS, _Result.ACCOUNT_NOT_FOUND, _Result.PENDING_NOT_FOUND}
+_ANY_EXISTS = {_Result.EXISTS, _Result.EXISTS_DIFFERENT}
+_AMOUNT_MAX = 2**128 - 1
 _CREATED_OR_EXISTS = {_Result.OK, _Result.EXISTS}
 
 
@@ -138,16 +153,39 @@ def _grant(key: QuotaKey, version: int, amount: int, user_data_32: int = 0) -> _
     )
 
 
-def _cut(key: QuotaKey, version: int, amount: int) -> _Event:
+def _cuts_account(key: QuotaKey) -> int:
+    return quota_cuts_account_id(*_quota_local(key))
+
+
+def _catch_up(key: QuotaKey, ident: int) -> _Event:
+    """Quota -> its cuts account, balancing: what a lowering still owes, from what the quota holds free."""
     return _Event(
-        quota_cut_id(*_quota_local(key), version),
+        ident,
         _Kind.BALANCING_DEBIT,
         debit=_quota_account(key),
-        credit=limit_source_account_id(key.asset.ledger),
-        amount=amount,
+        credit=_cuts_account(key),
+        amount=_AMOUNT_MAX,
         ledger=key.asset.ledger,
         code=TransferCode.QUOTA_CUT,
     )
+
+
+def _adjustment_chain(key: QuotaKey, version: int, delta: int) -> list[_Event]:
+    """A raise (grant, then pay what is owed), or a lowering (order it whole, then take what fits): one chain."""
+    ledger = key.asset.ledger
+    if delta > 0:
+        return [_grant(key, version, delta), _catch_up(key, quota_raise_catch_up_id(*_quota_local(key), version))]
+    order = _Event(
+        quota_cut_order_id(*_quota_local(key), version),
+        _Kind.SINGLE,
+        debit=_cuts_account(key),
+        credit=limit_source_account_id(ledger),
+        amount=-delta,
+        ledger=ledger,
+        code=TransferCode.QUOTA_CUT_ORDER,
+    )
+    take = replace(_catch_up(key, quota_cut_id(*_quota_local(key), version)), amount=-delta)
+    return [order, take]
 
 
 def _state(lock: sqlite3.Row | None, resolution: sqlite3.Row | None) -> LedgerState:
@@ -173,10 +211,18 @@ class EmbeddedLedger(Ledger):
     # -- the TigerBeetle-like core --------------------------------------
 
     def _open(self, conn: sqlite3.Connection, ident: int, ledger: int, code: int, no_overdraft: bool) -> None:
+        limit = _Limit.DEBITS_MUST_NOT_EXCEED_CREDITS if no_overdraft else _Limit.NONE
+        self._open_limited(conn, ident, ledger, code, limit)
+
+    def _open_limited(self, conn: sqlite3.Connection, ident: int, ledger: int, code: int, limit: _Limit) -> None:
         conn.execute(
             "INSERT OR IGNORE INTO accounts (id, ledger, code, no_overdraft) VALUES (?, ?, ?, ?)",
-            (str(ident), ledger, code, int(no_overdraft)),
+            (str(ident), ledger, code, int(limit)),
         )
+
+    def _open_cuts_account(self, conn: sqlite3.Connection, key: QuotaKey) -> None:
+        ledger, code = key.asset.ledger, QUOTA_CUTS_CODE_OF[key.direction]
+        self._open_limited(conn, _cuts_account(key), ledger, code, _Limit.CREDITS_MUST_NOT_EXCEED_DEBITS)
 
     def _account(self, conn: sqlite3.Connection, ident: int) -> dict[str, int] | None:
         row = conn.execute("SELECT * FROM accounts WHERE id = ?", (str(ident),)).fetchone()
@@ -264,15 +310,21 @@ class EmbeddedLedger(Ledger):
                 self._add(conn, debit, "debits_posted", amount)
                 self._add(conn, credit, "credits_posted", amount)
         else:
-            debit_account = self._account(conn, debit)
-            if debit_account is None or self._account(conn, credit) is None:
+            debit_account, credit_account = self._account(conn, debit), self._account(conn, credit)
+            if debit_account is None or credit_account is None:
                 return _Result.ACCOUNT_NOT_FOUND
-            if debit_account["no_overdraft"]:
+            if debit_account["no_overdraft"] == _Limit.DEBITS_MUST_NOT_EXCEED_CREDITS:
                 committed = debit_account["debits_pending"] + debit_account["debits_posted"]
                 if kind == _Kind.BALANCING_DEBIT:
                     amount = max(0, min(amount, debit_account["credits_posted"] - committed))
                 elif committed + amount > debit_account["credits_posted"]:
                     return _Result.EXCEEDS_CREDITS
+            if credit_account["no_overdraft"] == _Limit.CREDITS_MUST_NOT_EXCEED_DEBITS:
+                committed = credit_account["credits_pending"] + credit_account["credits_posted"]
+                if kind == _Kind.BALANCING_DEBIT:
+                    amount = max(0, min(amount, credit_account["debits_posted"] - committed))
+                elif committed + amount > credit_account["debits_posted"]:
+                    return _Result.EXCEEDS_DEBITS
             prefix = "pending" if kind == _Kind.PENDING else "posted"
             self._add(conn, debit, f"debits_{prefix}", amount)
             self._add(conn, credit, f"credits_{prefix}", amount)
@@ -432,15 +484,22 @@ class EmbeddedLedger(Ledger):
         raise LedgerInvariantBroken(f"lock batch of {legs[0].transfer.request_id}: {[r.value for r in results]}")
 
     @staticmethod
-    def _resolution_chain(transfer: Transfer, kind: _Kind) -> list[_Event]:
-        return [
+    def _resolution_chain(transfer: Transfer, asset: Asset, kind: _Kind) -> list[_Event]:
+        chain = [
             _Event(resolution_id(transfer.request_id), kind, pending_id=lock_id(transfer.request_id)),
             _Event(quota_resolution_id(transfer.request_id), kind, pending_id=quota_lock_id(transfer.request_id)),
         ]
+        if kind == _Kind.VOID:
+            # What the void frees pays first what a lowering of this quota still owes.
+            key = QuotaKey.of_transfer(transfer, asset)
+            chain.append(_catch_up(key, quota_void_catch_up_id(transfer.request_id)))
+        return chain
 
-    def _resolve(self, conn: sqlite3.Connection, transfer: Transfer, kind: _Kind) -> ResolveOutcome:
-        chain = self._resolution_chain(transfer, kind)
-        result, quota = self._create_chain(conn, chain)
+    def _resolve(self, conn: sqlite3.Connection, transfer: Transfer, asset: Asset, kind: _Kind) -> ResolveOutcome:
+        if kind == _Kind.VOID:
+            self._open_cuts_account(conn, QuotaKey.of_transfer(transfer, asset))
+        chain = self._resolution_chain(transfer, asset, kind)
+        result, quota = self._create_chain(conn, chain)[:2]
         if result == _Result.LINKED_EVENT_FAILED and quota in (_Result.PENDING_NOT_FOUND, _Result.ID_ALREADY_FAILED):
             # A lock made before limits existed has no quota debit: resolve it alone.
             result = self._create_event(conn, chain[0])
@@ -461,7 +520,7 @@ class EmbeddedLedger(Ledger):
 
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
         with self._db.transaction() as conn:
-            return [self._resolve(conn, r.transfer, _Kind.POST if r.post else _Kind.VOID) for r in resolutions]
+            return [self._resolve(conn, r.transfer, r.asset, _Kind.POST if r.post else _Kind.VOID) for r in resolutions]
 
     # -- daily quotas -------------------------------------------------------
 
@@ -474,31 +533,35 @@ class EmbeddedLedger(Ledger):
         if result not in (_Result.OK, _Result.EXISTS, _Result.EXISTS_DIFFERENT):
             raise LedgerInvariantBroken(f"open quota {_quota_account(key)}: {result.value}")
 
-    def quota_opening_version(self, key: QuotaKey) -> int | None:
+    def quota_opening(self, key: QuotaKey) -> QuotaOpening | None:
         with self._db.reading() as conn:
             row = conn.execute(
-                "SELECT user_data_32 FROM transfers WHERE id = ?", (str(_grant(key, 0, 0).ident),)
+                "SELECT user_data_32, amount FROM transfers WHERE id = ?", (str(_grant(key, 0, 0).ident),)
             ).fetchone()
-        return None if row is None else int(row["user_data_32"])
+        return None if row is None else QuotaOpening(version=int(row["user_data_32"]), limit=int(row["amount"]))
 
     def adjust_quota(self, key: QuotaKey, adjustments: Sequence[tuple[int, int]]) -> None:
         with self._db.transaction() as conn:
+            self._open_cuts_account(conn, key)
             for version, delta in adjustments:
-                event = _grant(key, version, delta) if delta > 0 else _cut(key, version, -delta)
-                result = self._create_event(conn, event)
-                if result not in (_Result.OK, _Result.EXISTS, _Result.EXISTS_DIFFERENT):
-                    raise LedgerInvariantBroken(f"adjust quota {_quota_account(key)} v{version}: {result.value}")
+                results = self._create_chain(conn, _adjustment_chain(key, version, delta))
+                # EXISTS*: this version was applied before (a retry, or another operator catching up).
+                if any(r != _Result.OK for r in results) and not _ANY_EXISTS & set(results):
+                    raise LedgerInvariantBroken(f"adjust quota {_quota_account(key)} v{version}: {results}")
 
     def quota_balances(self, keys: Sequence[QuotaKey]) -> dict[QuotaKey, QuotaBalance]:
         found = {}
         with self._db.reading() as conn:
             for key in keys:
                 account = self._account(conn, _quota_account(key))
+                cuts = self._account(conn, _cuts_account(key)) or {"debits_posted": 0, "credits_posted": 0}
                 if account is not None:
                     found[key] = QuotaBalance(
                         granted=account["credits_posted"],
                         consumed=account["debits_posted"],
                         held=account["debits_pending"],
+                        cut_asked=cuts["debits_posted"],
+                        cut_taken=cuts["credits_posted"],
                     )
         return found
 

@@ -61,7 +61,9 @@ from tigerbeetle.client import InitError
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
     QUOTA_CODE_OF,
+    QUOTA_CUTS_CODE_OF,
     AccountCode,
+    Direction,
     TransferCode,
     TransferKind,
     account_id,
@@ -70,13 +72,17 @@ from app.domain.account_model import (
     lock_id,
     quota_account_id,
     quota_cut_id,
+    quota_cut_order_id,
+    quota_cuts_account_id,
     quota_grant_id,
     quota_lock_id,
+    quota_raise_catch_up_id,
     quota_resolution_id,
+    quota_void_catch_up_id,
     resolution_id,
     system_account_id,
 )
-from app.domain.limits import QuotaKey
+from app.domain.limits import QuotaBalance, QuotaKey, QuotaOpening
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import DependencyUnavailable, LedgerInvariantBroken
@@ -91,7 +97,6 @@ from app.ports.ledger import (
     LimitSource,
     LockOutcome,
     OpenedQuotas,
-    QuotaBalance,
     Resolution,
     ResolveOutcome,
     resolve_limit,
@@ -176,20 +181,63 @@ def _grant(key: QuotaKey, version: int, amount: int, opened_with: int) -> tb.Tra
     )
 
 
-def _cut(key: QuotaKey, version: int, amount: int) -> tb.Transfer:
-    """Quota -> limit-source, at most what remains: an override lowering the limit."""
+def _quota_local(key: QuotaKey) -> tuple[int, int, Direction, int]:
+    return key.user_id, key.asset.ledger, key.direction, key.day
+
+
+def _cuts_account(key: QuotaKey) -> tb.Account:
+    """What lowerings of the quota asked (debits) and took (credits); its debit balance is what is still owed."""
+    return tb.Account(
+        id=quota_cuts_account_id(*_quota_local(key)),
+        ledger=key.asset.ledger,
+        code=QUOTA_CUTS_CODE_OF[key.direction],
+        flags=tb.AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
+        user_data_64=key.user_id,
+    )
+
+
+def _catch_up(key: QuotaKey, ident: int, amount: int = tb.AMOUNT_MAX, version: int = 0) -> tb.Transfer:
+    """Quota -> its cuts account, at most what the quota holds free and at most what is owed."""
     return tb.Transfer(
-        id=quota_cut_id(key.user_id, key.asset.ledger, key.direction, key.day, version),
+        id=ident,
         debit_account_id=_quota_account(key),
-        credit_account_id=limit_source_account_id(key.asset.ledger),
+        credit_account_id=quota_cuts_account_id(*_quota_local(key)),
         amount=amount,
         user_data_128=key.user_id,
         user_data_64=version,
         user_data_32=0,
         ledger=key.asset.ledger,
         code=TransferCode.QUOTA_CUT,
-        flags=tb.TransferFlags.BALANCING_DEBIT,
+        flags=tb.TransferFlags.BALANCING_DEBIT | tb.TransferFlags.BALANCING_CREDIT,
     )
+
+
+def _adjustment_chain(key: QuotaKey, version: int, delta: int) -> list[tb.Transfer]:
+    """A raise (grant, then pay what is owed), or a lowering (order it whole, then take what fits)."""
+    if delta > 0:
+        catch_up = _catch_up(key, quota_raise_catch_up_id(*_quota_local(key), version), version=version)
+        return _linked([_grant(key, version, delta, 0), catch_up])
+    order = tb.Transfer(
+        id=quota_cut_order_id(*_quota_local(key), version),
+        debit_account_id=quota_cuts_account_id(*_quota_local(key)),
+        credit_account_id=limit_source_account_id(key.asset.ledger),
+        amount=-delta,
+        user_data_128=key.user_id,
+        user_data_64=version,
+        user_data_32=0,
+        ledger=key.asset.ledger,
+        code=TransferCode.QUOTA_CUT_ORDER,
+        flags=tb.TransferFlags.NONE,
+    )
+    take = _catch_up(key, quota_cut_id(*_quota_local(key), version), amount=-delta, version=version)
+    return _linked([order, take])
+
+
+def _linked(chain: list[tb.Transfer]) -> list[tb.Transfer]:
+    """One linked chain: every event but the last carries `linked`."""
+    for event in chain[:-1]:
+        event.flags |= tb.TransferFlags.LINKED
+    return chain
 
 
 def _state(request_id: int, lock: tb.Transfer | None, resolution: tb.Transfer | None) -> LedgerState:
@@ -547,18 +595,37 @@ class TigerBeetleLedger(Ledger):
             flags=flags | tb.TransferFlags.LINKED if linked else flags,
         )
 
+    def _resolution_chain(self, r: Resolution) -> list[tb.Transfer]:
+        """The move's and the quota debit's resolution; after a void, pay what a lowering still owes."""
+        chain = [
+            self._resolution_event(r.transfer, r.post),
+            self._resolution_event(r.transfer, r.post, quota=True),
+        ]
+        if not r.post:
+            key = QuotaKey.of_transfer(r.transfer, r.asset)
+            chain.append(_catch_up(key, quota_void_catch_up_id(r.transfer.request_id)))
+        return _linked(chain)
+
+    def _open_cuts_accounts(self, resolutions: Sequence[Resolution]) -> None:
+        """A void's catch-up names the quota's cuts account, which must exist (or the chain fails for good)."""
+        keys = {QuotaKey.of_transfer(r.transfer, r.asset) for r in resolutions if not r.post}
+        if keys:
+            self._create_accounts("open cuts accounts", [_cuts_account(key) for key in keys])
+
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
-        """All posts and voids in one create_transfers request: one linked chain (move, quota) per lock."""
+        """All posts and voids in one create_transfers request: one linked chain per lock."""
         if not resolutions:
             return []
-        events = []
-        for r in resolutions:
-            events.append(self._resolution_event(r.transfer, r.post, linked=True))
-            events.append(self._resolution_event(r.transfer, r.post, quota=True))
-        statuses = self._create_transfers("resolve", events)
-        moves: list[_Status] = statuses[0::2]
+        self._open_cuts_accounts(resolutions)
+        chains = [self._resolution_chain(r) for r in resolutions]
+        statuses = self._create_transfers("resolve", [event for chain in chains for event in chain])
+        moves: list[_Status] = []
         alone = []
-        for index, (r, move, quota) in enumerate(zip(resolutions, moves, statuses[1::2], strict=True)):
+        at = 0
+        for index, (r, chain) in enumerate(zip(resolutions, chains, strict=True)):
+            move, quota = statuses[at], statuses[at + 1]
+            at += len(chain)
+            moves.append(move)
             if move != _Status.LINKED_EVENT_FAILED:
                 continue
             if quota not in (_Status.PENDING_TRANSFER_NOT_FOUND, _Status.ID_ALREADY_FAILED):
@@ -574,7 +641,7 @@ class TigerBeetleLedger(Ledger):
         return [self._resolution_outcome(r.transfer, r.post, move) for r, move in zip(resolutions, moves, strict=True)]
 
     def resolve_batch(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
-        """Every leg's (move, quota) resolution in ONE linked chain: all land or none does.
+        """Every leg's resolution chain in ONE linked chain: all land or none does.
 
         If the chain does not land, nothing of it was applied, and the legs
         (always locked and resolved together) are all already resolved, or not
@@ -582,12 +649,9 @@ class TigerBeetleLedger(Ledger):
         """
         if not resolutions:
             return []
-        events: list[tb.Transfer] = []
-        for r in resolutions:
-            events.append(self._resolution_event(r.transfer, r.post, linked=True))
-            events.append(self._resolution_event(r.transfer, r.post, quota=True, linked=True))
-        last = resolutions[-1]
-        events[-1] = self._resolution_event(last.transfer, last.post, quota=True)
+        self._open_cuts_accounts(resolutions)
+        events = _linked([event for r in resolutions for event in self._resolution_chain(r)])
+        events[-1].flags &= ~tb.TransferFlags.LINKED
         statuses = self._create_transfers("resolve batch", events)
         if all(status == _Status.CREATED for status in statuses):
             return [ResolveOutcome.POSTED if r.post else ResolveOutcome.VOIDED for r in resolutions]
@@ -650,41 +714,57 @@ class TigerBeetleLedger(Ledger):
                 user_data_64=key.user_id,
             ),
         ]
-        results = self._call("create_accounts", lambda client: client.create_accounts(accounts))
-        for account, result in zip(accounts, results, strict=True):
-            status = _AccountStatus(result.status)
-            if status not in (_AccountStatus.CREATED, _AccountStatus.EXISTS):
-                raise _unexpected("create account", account.id, status)
+        self._create_accounts("open quota", accounts)
         (grant,) = self._create_transfers("open quota", [_grant(key, 0, limit, version)])
         # EXISTS_WITH_DIFFERENT_AMOUNT: opened first with another limit (an override
         # raced the first transfer of the day); the override's adjustment follows.
         if grant not in _CREATED_OR_EXISTS and grant not in _TRANSFER_EXISTS_DIFFERENT:
             raise _unexpected("open quota", _quota_account(key), grant)
 
-    def quota_opening_version(self, key: QuotaKey) -> int | None:
+    def _create_accounts(self, operation: str, accounts: list[tb.Account]) -> None:
+        """Create accounts idempotently: `exists` is fine, an account with other fields is not."""
+        results = self._call("create_accounts", lambda client: client.create_accounts(accounts))
+        for account, result in zip(accounts, results, strict=True):
+            status = _AccountStatus(result.status)
+            if status not in (_AccountStatus.CREATED, _AccountStatus.EXISTS):
+                raise _unexpected(operation, account.id, status)
+
+    def quota_opening(self, key: QuotaKey) -> QuotaOpening | None:
         ident = _grant(key, 0, 0, 0).id
         found = self._lookup_transfers([ident]).get(ident)
-        return None if found is None else int(found.user_data_32)
+        return None if found is None else QuotaOpening(version=int(found.user_data_32), limit=int(found.amount))
 
     def adjust_quota(self, key: QuotaKey, adjustments: Sequence[tuple[int, int]]) -> None:
         if not adjustments:
             return
-        events = [_grant(key, v, d, 0) if d > 0 else _cut(key, v, -d) for v, d in adjustments]
-        for event, status in zip(events, self._create_transfers("adjust quota", events), strict=True):
+        self._create_accounts("open cuts account", [_cuts_account(key)])
+        chains = [_adjustment_chain(key, version, delta) for version, delta in adjustments]
+        statuses = self._create_transfers("adjust quota", [event for chain in chains for event in chain])
+        for index, (version, _) in enumerate(adjustments):
+            answers = set(statuses[2 * index : 2 * index + 2])
             # EXISTS*: this version was applied before (a retry, or another operator catching up).
-            if status not in _CREATED_OR_EXISTS and status not in _TRANSFER_EXISTS_DIFFERENT:
-                raise _unexpected("adjust quota", event.id, status)
+            if answers != {_Status.CREATED} and not answers & (_CREATED_OR_EXISTS | _TRANSFER_EXISTS_DIFFERENT):
+                raise LedgerInvariantBroken(f"adjust quota v{version}: TigerBeetle answered {sorted(answers)}")
 
     def quota_balances(self, keys: Sequence[QuotaKey]) -> dict[QuotaKey, QuotaBalance]:
         if not keys:
             return {}
-        ids = [_quota_account(key) for key in keys]
+        ids = [_quota_account(key) for key in keys] + [quota_cuts_account_id(*_quota_local(key)) for key in keys]
         found = {a.id: a for a in self._call("lookup_accounts", lambda client: client.lookup_accounts(ids))}
-        return {
-            key: QuotaBalance(granted=a.credits_posted, consumed=a.debits_posted, held=a.debits_pending)
-            for key in keys
-            if (a := found.get(_quota_account(key))) is not None
-        }
+        balances = {}
+        for key in keys:
+            quota = found.get(_quota_account(key))
+            if quota is None:
+                continue
+            cuts = found.get(quota_cuts_account_id(*_quota_local(key)))
+            balances[key] = QuotaBalance(
+                granted=quota.credits_posted,
+                consumed=quota.debits_posted,
+                held=quota.debits_pending,
+                cut_asked=0 if cuts is None else cuts.debits_posted,
+                cut_taken=0 if cuts is None else cuts.credits_posted,
+            )
+        return balances
 
     def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState:
         # One lookup of all four ids: a consistent snapshot. A pending transfer

@@ -32,6 +32,10 @@ class AccountCode(enum.IntEnum):
     # Daily quota accounts, one code per direction (the direction is part of the id).
     QUOTA_FUNDING_TO_SPOT = 3
     QUOTA_SPOT_TO_FUNDING = 4
+    # Per quota: what lowerings asked for (debits) against what they could take (credits).
+    # Its debit balance is the part of a lowering that did not fit yet: the quota owes it.
+    QUOTA_CUTS_FUNDING_TO_SPOT = 5
+    QUOTA_CUTS_SPOT_TO_FUNDING = 6
     # Per asset: the counterpart of every quota movement (grants, consumption, cuts).
     LIMIT_SOURCE = 8
     SYSTEM = 9
@@ -44,10 +48,12 @@ class TransferCode(enum.IntEnum):
     FENCE = 3
     # Limit-source -> quota: the day's limit, or an override's raise.
     QUOTA_GRANT = 4
-    # Quota -> limit-source, balancing: an override lowering the day's limit.
+    # Quota -> its cuts account, balancing: the part of a lowering the quota can give up now.
     QUOTA_CUT = 5
     # Quota -> limit-source, pending: the quota's share of a lock, linked to it.
     QUOTA_USE = 6
+    # Cuts account -> limit-source: the whole of a lowering, whatever fits of it.
+    QUOTA_CUT_ORDER = 7
 
 
 class TransferKind(enum.IntEnum):
@@ -60,6 +66,12 @@ class TransferKind(enum.IntEnum):
     # Grants and cuts of one quota account; local id = quota_local_id(key, version).
     QUOTA_GRANT = 6
     QUOTA_CUT = 7
+    # The whole of a lowering (cuts account -> limit source); local id as for grants and cuts.
+    QUOTA_CUT_ORDER = 8
+    # What a void or a raise frees goes first to what a lowering still owes (quota -> cuts account):
+    # after a void, local id = the request id; after a raise, the version's quota local id.
+    QUOTA_VOID_CATCH_UP = 9
+    QUOTA_RAISE_CATCH_UP = 10
 
 
 ACCOUNT_CODE_OF = {AccountType.FUNDING: AccountCode.FUNDING, AccountType.SPOT: AccountCode.SPOT}
@@ -119,6 +131,10 @@ QUOTA_CODE_OF = {
     Direction.FUNDING_TO_SPOT: AccountCode.QUOTA_FUNDING_TO_SPOT,
     Direction.SPOT_TO_FUNDING: AccountCode.QUOTA_SPOT_TO_FUNDING,
 }
+QUOTA_CUTS_CODE_OF = {
+    Direction.FUNDING_TO_SPOT: AccountCode.QUOTA_CUTS_FUNDING_TO_SPOT,
+    Direction.SPOT_TO_FUNDING: AccountCode.QUOTA_CUTS_SPOT_TO_FUNDING,
+}
 
 
 def _check_quota_parts(user_id: int, ledger: int, day: int) -> None:
@@ -134,6 +150,12 @@ def quota_account_id(user_id: int, ledger: int, direction: Direction, day: int) 
     """user_id << 64 | day << 32 | ledger << 16 | code: the day sits in bits that are 0 in every other account id."""
     _check_quota_parts(user_id, ledger, day)
     return (user_id << 64) | (day << 32) | (ledger << 16) | QUOTA_CODE_OF[direction]
+
+
+def quota_cuts_account_id(user_id: int, ledger: int, direction: Direction, day: int) -> int:
+    """The quota's cuts account: the quota's id with the cuts code (day bits as in the quota's)."""
+    _check_quota_parts(user_id, ledger, day)
+    return (user_id << 64) | (day << 32) | (ledger << 16) | QUOTA_CUTS_CODE_OF[direction]
 
 
 def limit_source_account_id(ledger: int) -> int:
@@ -158,6 +180,20 @@ def quota_grant_id(user_id: int, ledger: int, direction: Direction, day: int, ve
 
 def quota_cut_id(user_id: int, ledger: int, direction: Direction, day: int, version: int) -> int:
     return (int(TransferKind.QUOTA_CUT) << _KIND_SHIFT) | quota_local_id(user_id, ledger, direction, day, version)
+
+
+def quota_cut_order_id(user_id: int, ledger: int, direction: Direction, day: int, version: int) -> int:
+    local = quota_local_id(user_id, ledger, direction, day, version)
+    return (int(TransferKind.QUOTA_CUT_ORDER) << _KIND_SHIFT) | local
+
+
+def quota_raise_catch_up_id(user_id: int, ledger: int, direction: Direction, day: int, version: int) -> int:
+    local = quota_local_id(user_id, ledger, direction, day, version)
+    return (int(TransferKind.QUOTA_RAISE_CATCH_UP) << _KIND_SHIFT) | local
+
+
+def quota_void_catch_up_id(request_id: int) -> int:
+    return transfer_id(TransferKind.QUOTA_VOID_CATCH_UP, request_id)
 
 
 def quota_lock_id(request_id: int) -> int:

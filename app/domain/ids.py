@@ -12,14 +12,30 @@ EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 WORKER_BITS = 10
 SEQUENCE_BITS = 12
 MAX_WORKER_ID = (1 << WORKER_BITS) - 1
-_SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+MAX_BLOCK = 1 << SEQUENCE_BITS  # the ids of one worker in one millisecond
 
 
 class IdGenerator(Protocol):
     """Anything that issues request ids: the services depend on this, not on a class."""
 
     def next_id(self) -> int: ...
+
+    def next_block(self, count: int) -> int:
+        """The first of `count` consecutive ids, all issued to the caller (see `block_ids`)."""
+        ...
+
+
+def block_ids(first: int, count: int) -> range:
+    """The ids of a block that starts at `first`: what a batch's id names (itself, then its legs, in order).
+
+    Whoever holds the first id of a block (an Idempotency-Key's claim, say)
+    knows every id of it, so a retry that finds the key claimed and nothing
+    recorded yet carries on with the very ids the first attempt drew.
+    """
+    return range(first, first + count)
 
 
 class IdWindowClosed(Exception):
@@ -64,21 +80,25 @@ class SnowflakeGenerator:
                 self._ceiling_ms = max(self._ceiling_ms, ceiling_ms)
 
     def next_id(self) -> int:
+        return self.next_block(1)
+
+    def next_block(self, count: int) -> int:
+        """The first of `count` consecutive ids: one millisecond's sequence numbers, so the block never wraps."""
+        if not 0 < count <= MAX_BLOCK:
+            raise ValueError(f"a block is 1..{MAX_BLOCK} ids")
         with self._lock:
             # A clock that steps back must never produce an id already issued.
             now = max(self._clock_ms(), self._floor_ms, self._last_ms)
-            sequence = self._sequence
+            first = 0
             if now == self._last_ms:
-                sequence = (sequence + 1) & _SEQUENCE_MASK
-                if sequence == 0:
-                    now = self._last_ms + 1
-            else:
-                sequence = 0
+                first = self._sequence + 1
+                if first + count > MAX_BLOCK:
+                    now, first = self._last_ms + 1, 0
             if self._ceiling_ms is not None and now >= self._ceiling_ms:
                 # Checked before any state changes, so a refused draw costs nothing.
                 raise IdWindowClosed(f"ms {now} is at or past the ceiling {self._ceiling_ms}")
-            self._last_ms, self._sequence = now, sequence
-            return ((now - EPOCH_MS) << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker_id << SEQUENCE_BITS) | sequence
+            self._last_ms, self._sequence = now, first + count - 1
+            return ((now - EPOCH_MS) << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker_id << SEQUENCE_BITS) | first
 
 
 def timestamp_ms_of(snowflake: int) -> int:

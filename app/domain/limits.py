@@ -106,25 +106,73 @@ def effective_limit(default: int, history: Sequence[LimitOverride]) -> Effective
     return EffectiveLimit(latest.limit, latest.version)
 
 
-def adjustments_after(opened_version: int, default: int, history: Sequence[LimitOverride]) -> list[tuple[int, int]]:
+@dataclass(frozen=True)
+class QuotaOpening:
+    """How a day's quota was opened: the override version it reflected (0: the default) and its limit."""
+
+    version: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class QuotaBalance:
+    """A day's quota as the ledger holds it, and THE daily-limit rule (docs/ledger.md, "The rule").
+
+    `granted`: the opening limit plus raises; `consumed`: posted locks plus
+    what lowerings took; `held`: pending locks; `cut_asked`: every lowering in
+    full; `cut_taken`: what lowerings took so far (the rest is still owed, and
+    is taken from what a void or a raise frees before anything else).
+    """
+
+    granted: int
+    consumed: int
+    held: int
+    cut_asked: int = 0
+    cut_taken: int = 0
+
+    @property
+    def limit(self) -> int:
+        """The limit in force today."""
+        return self.granted - self.cut_asked
+
+    @property
+    def used(self) -> int:
+        """Posted and pending locks."""
+        return self.consumed - self.cut_taken + self.held
+
+    @property
+    def remaining(self) -> int:
+        """remaining = max(0, limit in force - posted - pending); a lock is accepted only if it fits."""
+        return max(0, self.limit - self.used)
+
+    @property
+    def available_in_ledger(self) -> int:
+        """What the quota account's no-overdraft flag lets a lock take; equals `remaining` by construction."""
+        return self.granted - self.consumed - self.held
+
+
+def adjustments_after(opening: QuotaOpening, history: Sequence[LimitOverride]) -> list[tuple[int, int]]:
     """The (version, delta) of every override newer than the one today's quota was opened with.
 
-    Each version moves the allowance by its limit minus the previous version's
-    (the default before version 1). The deltas are a function of the history,
-    so whoever applies them (the operator who set it, a retry, a later
-    operator catching up) sends the same ids and amounts.
+    Each version moves the limit by its limit minus the previous one's,
+    starting from the limit the quota was opened with (never from the
+    process's current default, which a deploy may have changed since). The
+    deltas are a function of the opening and the history, so whoever applies
+    them (the operator who set it, a retry, a later operator catching up)
+    sends the same ids and amounts.
     """
-    ordered = sorted(history, key=lambda o: o.version)
-    previous = default
+    previous = opening.limit
     deltas = []
-    for override in ordered:
-        if override.version > opened_version and override.limit != previous:
-            deltas.append((override.version, override.limit - previous))
-        previous = override.limit
+    for override in sorted(history, key=lambda o: o.version):
+        if override.version > opening.version:
+            if override.limit != previous:
+                deltas.append((override.version, override.limit - previous))
+            previous = override.limit
     return deltas
 
 
-def usage(asset: str, direction: Direction, limit: int, remaining_in_ledger: int | None) -> LimitUsage:
-    """What the user is shown; before the day's first transfer nothing is used."""
-    remaining = limit if remaining_in_ledger is None else max(0, remaining_in_ledger)
-    return LimitUsage(asset, direction, limit, max(0, limit - remaining), remaining)
+def usage(asset: str, direction: Direction, limit: int, quota: QuotaBalance | None) -> LimitUsage:
+    """What the user sees: the open quota's figures; before the day's first transfer, the limit it opens with."""
+    if quota is None:
+        return LimitUsage(asset, direction, limit, 0, limit)
+    return LimitUsage(asset, direction, quota.limit, quota.used, quota.remaining)

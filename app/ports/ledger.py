@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app.domain.limits import EffectiveLimit, QuotaKey
+from app.domain.limits import EffectiveLimit, QuotaBalance, QuotaKey, QuotaOpening
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 
@@ -51,19 +51,6 @@ class AccountBalance:
     account_type: AccountType
     available: int
     locked: int
-
-
-@dataclass(frozen=True)
-class QuotaBalance:
-    """A quota account: `granted` the day's limit (plus raises), `consumed` posted locks (plus cuts)."""
-
-    granted: int
-    consumed: int
-    held: int  # pending locks
-
-    @property
-    def remaining(self) -> int:
-        return self.granted - self.consumed - self.held
 
 
 @dataclass(frozen=True)
@@ -166,7 +153,8 @@ class Ledger(abc.ABC):
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
         """Post or void each pending lock together with its quota debit, in one request to the ledger.
 
-        One outcome per resolution. A lock without a quota debit (made before
+        A void also pays, from what it frees, what a lowering still owes its
+        quota (see `adjust_quota`). One outcome per resolution. A lock without a quota debit (made before
         limits existed) is resolved alone.
         """
 
@@ -178,16 +166,18 @@ class Ledger(abc.ABC):
         """
 
     @abc.abstractmethod
-    def quota_opening_version(self, key: QuotaKey) -> int | None:
-        """The override version the quota was opened with; None if it is not open."""
+    def quota_opening(self, key: QuotaKey) -> QuotaOpening | None:
+        """The override version and limit the quota was opened with; None if it is not open."""
 
     @abc.abstractmethod
     def adjust_quota(self, key: QuotaKey, adjustments: Sequence[tuple[int, int]]) -> None:
         """Apply (version, delta) changes of the limit to an open quota, in one request.
 
-        A raise credits `delta`; a cut debits at most what remains (a balancing
-        debit): what is already used or locked stays. Each version has its own
-        transfer id, so applying a version twice changes nothing.
+        A lowering is recorded whole and takes at once what remains; the rest
+        is owed, and taken first from whatever a later void or raise frees. A
+        raise pays what is owed first. So the quota always lets a lock take
+        exactly max(0, limit - posted - pending) (QuotaBalance). Each version
+        has its own transfer ids, so applying a version twice changes nothing.
         """
 
     @abc.abstractmethod

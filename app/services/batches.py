@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from app.domain.batch import Batch, BatchCommand, BatchStatus, batch_status
 from app.domain.errors import DomainError, InsufficientBalance, NotFound
+from app.domain.ids import block_ids
 from app.domain.transfer import API, FailureReason, Status, Transfer
 from app.observability import transfers as observe
 from app.ports.errors import DependencyUnavailable
@@ -77,17 +78,22 @@ class BatchService:
 
     def _submit(self, command: BatchCommand, idempotency_key: str | None) -> BatchSubmitResult:
         service = self.transfers
+        ids_needed = 1 + len(command.legs)
         if idempotency_key is None:
-            batch, legs = self._new(service.ids.next_id(), command, None)
+            batch, legs = self._new(service.ids.next_block(ids_needed), command, None)
             return BatchSubmitResult(self._record_lock_and_send(batch, legs), replayed=False)
-        batch_id, claimed_before = service.claim_key(command.user_id, idempotency_key, command.fingerprint())
+        batch_id, claimed_before = service.claim_key(
+            command.user_id, idempotency_key, command.fingerprint(), ids_needed
+        )
         if not claimed_before:
             batch, legs = self._new(batch_id, command, idempotency_key)
             return BatchSubmitResult(self._record_lock_and_send(batch, legs), replayed=False)
         recorded = service.store.get_batch(batch_id)
         if recorded is None:
-            # The key is claimed but the first attempt died before recording
-            # the batch (nothing was locked: the lock needs the records).
+            # The key is claimed but its batch is not recorded: the first
+            # attempt died in between (nothing was locked: the lock needs the
+            # records) or is still running. Carrying on with the ids the key
+            # names (the legs' too) is safe: every step is idempotent.
             fresh, legs = self._new(batch_id, command, idempotency_key)
             return BatchSubmitResult(self._record_lock_and_send(fresh, legs), replayed=True)
         batch = recorded
@@ -104,9 +110,11 @@ class BatchService:
     def _new(self, batch_id: int, command: BatchCommand, key: str | None) -> tuple[Batch, list[Transfer]]:
         service = self.transfers
         now = service.clock()
-        # Each leg its own request id; legs carry the batch's key only as a
-        # note (the key is claimed once, for the batch).
-        legs = [Transfer.new(service.ids.next_id(), leg, now, key, batch_id) for leg in command.legs]
+        # Each leg its own request id, the ones after the batch's in its
+        # block; legs carry the batch's key only as a note (the key is
+        # claimed once, for the batch).
+        _, *leg_ids = block_ids(batch_id, 1 + len(command.legs))
+        legs = [Transfer.new(i, leg, now, key, batch_id) for i, leg in zip(leg_ids, command.legs, strict=True)]
         batch = Batch(
             batch_id=batch_id,
             user_id=command.user_id,

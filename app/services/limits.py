@@ -81,8 +81,7 @@ class LimitService:
         for key in keys:
             default = self.defaults.get(key.asset.symbol, key.direction)
             limit = effective_limit(default, self._history(overrides, key.asset.symbol, key.direction)).limit
-            balance = balances.get(key)
-            result.append(usage(key.asset.symbol, key.direction, limit, None if balance is None else balance.remaining))
+            result.append(usage(key.asset.symbol, key.direction, limit, balances.get(key)))
         return result
 
     def remaining_of(self, transfer: Transfer) -> LimitUsage:
@@ -90,8 +89,7 @@ class LimitService:
         asset = self.catalog.get(transfer.asset)
         key = QuotaKey.of_transfer(transfer, asset)
         limit = self.limit_of_transfer(transfer).limit
-        balance = self.ledger.quota_balances([key]).get(key)
-        return usage(asset.symbol, key.direction, limit, None if balance is None else balance.remaining)
+        return usage(asset.symbol, key.direction, limit, self.ledger.quota_balances([key]).get(key))
 
     # -- operators ---------------------------------------------------------------
 
@@ -141,9 +139,9 @@ class LimitService:
     def apply_today(self, user_id: int, asset_symbol: str, direction: Direction) -> None:
         """Bring today's quota to the latest override: open it, then apply every version it has not seen.
 
-        The changes are a function of the stored versions (see
-        `adjustments_after`), so repeating this, or two operators running it
-        at once, applies each version at most once.
+        The changes are a function of the stored versions and of how the
+        quota was opened (see `adjustments_after`), so repeating this, or two
+        operators running it at once, applies each version at most once.
         """
         asset = self.catalog.get(asset_symbol)
         key = QuotaKey(user_id, asset, direction, utc_day(self.clock()))
@@ -151,7 +149,7 @@ class LimitService:
         history = self._history(self.store.limit_overrides(user_id), asset.symbol, direction)
         latest = effective_limit(default, history)
         self.ledger.open_quota(key, latest.limit, latest.version)
-        opened = self.ledger.quota_opening_version(key)
-        if opened is None:
+        opening = self.ledger.quota_opening(key)
+        if opening is None:
             raise RuntimeError(f"quota {key} is not open right after opening it")
-        self.ledger.adjust_quota(key, adjustments_after(opened, default, history))
+        self.ledger.adjust_quota(key, adjustments_after(opening, history))

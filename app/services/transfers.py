@@ -166,12 +166,16 @@ class TransferService:
             return SubmitResult(existing, replayed=True)
         return SubmitResult(self._lock_and_send(existing), replayed=True)
 
-    def claim_key(self, user_id: int, key: str, fingerprint: str) -> tuple[int, bool]:
-        """The id `key` names, and whether an earlier request claimed it; IDEMPOTENCY_KEY_REUSED for another body.
+    def claim_key(self, user_id: int, key: str, fingerprint: str, ids_needed: int = 1) -> tuple[int, bool]:
+        """The first id of the block `key` names, and whether an earlier request claimed it.
 
-        A fresh id is offered; the first claimer's id wins (single transfers and batches alike).
+        IDEMPOTENCY_KEY_REUSED for another body. A fresh block of `ids_needed`
+        ids (a transfer: one; a batch: its own and one per leg) is offered;
+        the first claimer's block wins. Every id a submission uses comes from
+        that block (`block_ids`), so every attempt under one key, whatever
+        it finds recorded, uses the same ids: the ledger lands each once.
         """
-        offered = IdempotencyClaim(request_id=self.ids.next_id(), fingerprint=fingerprint)
+        offered = IdempotencyClaim(request_id=self.ids.next_block(ids_needed), fingerprint=fingerprint)
         holder = self.store.claim_idempotency_key(user_id, key, offered)
         if holder is None:
             return offered.request_id, False

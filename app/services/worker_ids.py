@@ -117,6 +117,9 @@ class LeasedIdGenerator:
         return None if lease is None else lease.worker_id
 
     def next_id(self) -> int:
+        return self.next_block(1)
+
+    def next_block(self, count: int) -> int:
         self._ensure_started()
         if self._lease is None:
             self._acquire_if_due()
@@ -129,7 +132,7 @@ class LeasedIdGenerator:
                 self._wake.set()
                 raise DependencyUnavailable("store", f"lease on worker id {self._lease.worker_id} lapsed")
             try:
-                return self._generator.next_id()
+                return self._generator.next_block(count)
             except IdWindowClosed as exc:
                 # The clock ran past the mark we wrote: a renewal raises it.
                 self._wake.set()

@@ -23,11 +23,11 @@ from app.domain.account_model import (
     quota_account_id,
     quota_lock_id,
 )
-from app.domain.limits import EffectiveLimit, QuotaKey, utc_day
+from app.domain.limits import EffectiveLimit, QuotaBalance, QuotaKey, QuotaOpening, utc_day
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import LedgerInvariantBroken
-from app.ports.ledger import DepositOutcome, FenceOutcome, Ledger, LedgerState, LockOutcome, QuotaBalance, Resolution
+from app.ports.ledger import DepositOutcome, FenceOutcome, Ledger, LedgerState, LockOutcome, Resolution
 from tests.conftest import make_transfer, random_request_id, random_user_id
 
 
@@ -134,11 +134,11 @@ def test_a_fenced_id_never_takes_quota(ledger: Ledger, usdt: Asset) -> None:
 
 def test_opening_a_quota_twice_keeps_the_first_limit_and_its_version(ledger: Ledger, usdt: Asset) -> None:
     key = QuotaKey(random_user_id(), usdt, Direction.FUNDING_TO_SPOT, utc_day(datetime.now(UTC)))
-    assert ledger.quota_opening_version(key) is None
+    assert ledger.quota_opening(key) is None
     assert ledger.quota_balances([key]) == {}
     ledger.open_quota(key, 100, 3)
     ledger.open_quota(key, 500, 4)
-    assert ledger.quota_opening_version(key) == 3
+    assert ledger.quota_opening(key) == QuotaOpening(version=3, limit=100)
     assert ledger.quota_balances([key]) == {key: QuotaBalance(granted=100, consumed=0, held=0)}
 
 
@@ -150,11 +150,12 @@ def test_adjustments_raise_and_cut_once_per_version_and_never_below_what_is_used
     ledger.adjust_quota(key, [(1, 50)])
     ledger.adjust_quota(key, [(1, 50)])  # a retry of the same version
     assert ledger.quota_balances([key])[key] == QuotaBalance(granted=150, consumed=0, held=70)
-    # Cut 100 with 80 remaining: only the 80 goes; the 70 locked stays locked.
+    # Cut 100 with 80 remaining: the 80 goes now, 20 is owed; the 70 locked stays locked.
     ledger.adjust_quota(key, [(2, -100)])
     ledger.adjust_quota(key, [(1, 50), (2, -100)])
     balance = ledger.quota_balances([key])[key]
-    assert (balance.remaining, balance.held) == (0, 70)
+    assert (balance.limit, balance.used, balance.remaining, balance.held) == (50, 70, 0, 70)
+    assert (balance.cut_asked, balance.cut_taken, balance.available_in_ledger) == (100, 80, 0)
     assert ledger.lock(make_transfer(user_id, 1), usdt, limit(100)) == LockOutcome.LIMIT_EXCEEDED
     # The locked transfer still settles.
     assert ledger.post(transfer, usdt).value == "posted"

@@ -133,13 +133,13 @@ def test_an_override_raises_and_lowers_todays_limit_at_once_and_is_audited(clien
     assert set_limit(client, user_id, "300").status_code == 201
     assert usdt_row(client, user_id)["remaining"] == "200.00000000"
     assert client.post(TRANSFERS, json=transfer_body("200"), headers=bearer(user_id)).status_code == 202
-    # Lowered below what is used: nothing remains, and what was moved stays moved.
+    # Lowered below what is used: nothing remains, and what was moved stays moved (and counted).
     assert set_limit(client, user_id, "50").status_code == 201
     assert usdt_row(client, user_id) == {
         "asset": "USDT",
         "direction": "funding_to_spot",
         "limit": "50.00000000",
-        "used": "50.00000000",
+        "used": "300.00000000",
         "remaining": "0.00000000",
     }
     refused = client.post(TRANSFERS, json=transfer_body("0.00000001"), headers=bearer(user_id))

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from app.domain.ids import IdWindowClosed, SnowflakeGenerator, timestamp_ms_of
+from app.domain.ids import IdWindowClosed, SnowflakeGenerator, block_ids, timestamp_ms_of
 
 
 def test_ids_are_unique_and_increasing_across_threads() -> None:
@@ -74,3 +74,19 @@ def test_sequence_overflow_into_the_ceiling_is_refused_without_losing_state() ->
         generator.next_id()
     generator.raise_ceiling(1_800_000_000_005)
     assert generator.next_id() > max(ids)
+
+
+def test_a_block_is_consecutive_ids_of_one_millisecond_and_never_overlaps_the_next_draw() -> None:
+    now = [1_800_000_000_000]
+    generator = SnowflakeGenerator(3, clock_ms=lambda: now[0])
+    first = generator.next_id()
+    block = generator.next_block(51)
+    assert block == first + 1
+    assert generator.next_id() == block + 51
+    # A block that would run past the millisecond's last sequence moves to the next millisecond, whole.
+    generator.next_block(4000)
+    wrapped = generator.next_block(100)
+    assert timestamp_ms_of(wrapped) == now[0] + 1 and timestamp_ms_of(wrapped + 99) == now[0] + 1
+    assert list(block_ids(wrapped, 3)) == [wrapped, wrapped + 1, wrapped + 2]
+    with pytest.raises(ValueError):
+        generator.next_block(0)

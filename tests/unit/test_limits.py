@@ -8,7 +8,17 @@ import pytest
 
 from app.domain.account_model import Direction
 from app.domain.errors import DailyLimitExceeded
-from app.domain.limits import LimitOverride, QuotaKey, adjustments_after, effective_limit, usage, utc_day
+from app.domain.limits import (
+    LimitOverride,
+    LimitUsage,
+    QuotaBalance,
+    QuotaKey,
+    QuotaOpening,
+    adjustments_after,
+    effective_limit,
+    usage,
+    utc_day,
+)
 from app.domain.transfer import Status
 from app.services.operations import OperatorService
 from tests.unit.harness import Harness
@@ -22,20 +32,28 @@ def _override(version: int, limit: int) -> LimitOverride:
 
 def test_adjustments_are_each_versions_step_after_the_one_the_day_was_opened_with() -> None:
     history = [_override(1, 150), _override(2, 300), _override(3, 300), _override(4, 50)]
-    assert adjustments_after(0, 100, history) == [(1, 50), (2, 150), (4, -250)]
-    assert adjustments_after(2, 100, history) == [(4, -250)]
-    assert adjustments_after(4, 100, history) == []
+    assert adjustments_after(QuotaOpening(0, 100), history) == [(1, 50), (2, 150), (4, -250)]
+    assert adjustments_after(QuotaOpening(2, 300), history) == [(4, -250)]
+    assert adjustments_after(QuotaOpening(4, 50), history) == []
     assert effective_limit(100, history).limit == 50 and effective_limit(100, history).version == 4
     assert effective_limit(100, []).limit == 100 and effective_limit(100, []).version == 0
 
 
-def test_usage_never_shows_more_remaining_than_the_ledger_nor_negative_use() -> None:
-    assert usage("USDT", Direction.FUNDING_TO_SPOT, 100, None).remaining == 100
-    assert (
-        usage("USDT", Direction.FUNDING_TO_SPOT, 100, 30).used,
-        usage("USDT", Direction.FUNDING_TO_SPOT, 100, 30).remaining,
-    ) == (70, 30)
-    assert usage("USDT", Direction.FUNDING_TO_SPOT, 50, 80).used == 0
+def test_adjustments_start_from_the_limit_the_quota_opened_with_not_from_todays_default() -> None:
+    # Opened at a default of 10,000; the default is 1,000 since a deploy; an override sets 2,000.
+    assert adjustments_after(QuotaOpening(0, 10_000), [_override(1, 2_000)]) == [(1, -8_000)]
+
+
+def test_usage_is_the_rule_remaining_is_the_limit_in_force_less_posted_and_pending_never_negative() -> None:
+    f2s = Direction.FUNDING_TO_SPOT
+    assert usage("USDT", f2s, 100, None) == LimitUsage("USDT", f2s, 100, 0, 100)
+    # Opened at 100, 40 posted and 30 pending.
+    quota = QuotaBalance(granted=100, consumed=40, held=30)
+    assert usage("USDT", f2s, 999, quota) == LimitUsage("USDT", f2s, 100, 70, 30)
+    # Then lowered by 90: 30 taken at once, 60 owed; nothing remains, the limit in force is 10.
+    lowered = QuotaBalance(granted=100, consumed=70, held=30, cut_asked=90, cut_taken=30)
+    assert usage("USDT", f2s, 999, lowered) == LimitUsage("USDT", f2s, 10, 70, 0)
+    assert lowered.available_in_ledger == lowered.remaining == 0
 
 
 def test_utc_day_is_the_utc_date() -> None:

@@ -135,8 +135,8 @@ def test_a_request_id_drawn_twice_never_shows_one_user_anothers_transfer(
     harness.fund(2)
     theirs = harness.transfers.submit(harness.command(1, UNIT), "a").transfer
     clash = iter([theirs.request_id])
-    real_next = harness.transfers.ids.next_id
-    harness.transfers.ids.next_id = lambda: next(clash, None) or real_next()  # type: ignore[method-assign]
+    real_next = harness.transfers.ids.next_block
+    harness.transfers.ids.next_block = lambda count: next(clash, None) or real_next(count)  # type: ignore[method-assign]
     caplog.set_level(logging.INFO)
     with pytest.raises(RuntimeError):
         harness.transfers.submit(harness.command(2, 2 * UNIT), "b")
