@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from app.ports.errors import DependencyUnavailable
+
+_OPEN_TIMEOUT_SECONDS = 30
 
 
 class SqliteDatabase:
@@ -23,11 +26,25 @@ class SqliteDatabase:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.backend = backend
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=_OPEN_TIMEOUT_SECONDS)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._switch_to_wal()
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(schema)
+
+    def _switch_to_wal(self) -> None:
+        # While another connection is switching a fresh file to WAL, SQLite can
+        # answer "database is locked" at once, without its busy timeout: retry
+        # for as long as that timeout would have waited.
+        deadline = time.monotonic() + _OPEN_TIMEOUT_SECONDS
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
