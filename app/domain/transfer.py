@@ -74,11 +74,12 @@ FAILURE_ORDER: tuple[FailureReason, ...] = (
     # decision, is what the record keeps.
     FailureReason.REJECTED_BY_ENGINE,
     FailureReason.VOIDED_BY_OPERATOR,
-    # The refusals, answered 422. They come before anything is locked, so
-    # they meet the causes above only when two attempts of one key race (one
-    # refused, one locking): the 422 stays, as it does over a success.
-    # BATCH_FAILED yields to a leg's own refusal (two attempts of one batch
-    # refused at different legs), so the replay still names a refused leg.
+    # The refusals, answered 422, strongest: nothing is locked, and the
+    # ledger never locks an id it refused (id_already_failed), so of the
+    # causes above they meet only the scanner's; whatever else is written,
+    # the 422 stays (as it does over a success). BATCH_FAILED yields to a
+    # leg's own refusal (two attempts of one batch refused at different
+    # legs), so the batch's replay still names a refused leg.
     FailureReason.BATCH_FAILED,
     FailureReason.DAILY_LIMIT_EXCEEDED,
     FailureReason.INSUFFICIENT_BALANCE,
