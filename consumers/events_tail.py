@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    seen: OrderedDict[tuple[int, str, str], None] = OrderedDict()
+    seen: OrderedDict[tuple[int, str, str, str], None] = OrderedDict()
     printed = 0
 
     def on_event(event: StatusEvent) -> None:

@@ -346,8 +346,8 @@ class CassandraTransferStore(TransferStore):
         )
         return {t.request_id: t for rows in found for t in rows if t is not None}
 
-    def _status_statements(self, change: StatusChange) -> tuple[list[Statement], list[Statement], OutboxEntry]:
-        """The change's statements (its event's outbox row among them), that row again, and the event."""
+    def _status_statements(self, change: StatusChange) -> tuple[list[Statement], OutboxEntry]:
+        """The change's statements (its event's outbox row among them), and the event."""
         after = change.after
         columns = ["request_id", "audit_at", "status", "updated_at_us", "actor", "from_status", "to_status", "reason"]
         values: list[Any] = [
@@ -394,11 +394,9 @@ class CassandraTransferStore(TransferStore):
         # it (docs/events.md, "On Cassandra", for what Cassandra's own failures do).
         event = StatusEvent.status_changed(change.before, after, change.actor, change.reason)
         outbox, entries = self.outbox.filing([event])
-        return statements + outbox, outbox, entries[0]
+        return statements + outbox, entries[0]
 
-    def _status_groups(
-        self, changes: Sequence[StatusChange]
-    ) -> tuple[list[list[Statement]], list[Statement], list[OutboxEntry]]:
+    def _status_groups(self, changes: Sequence[StatusChange]) -> tuple[list[list[Statement]], list[OutboxEntry]]:
         # A few transfers' changes (status and audit row, open-set delete,
         # settled index) per request, the requests in flight at once. A
         # change's statements never straddle two requests, and no request
@@ -406,24 +404,22 @@ class CassandraTransferStore(TransferStore):
         groups: list[list[Statement]] = []
         current: list[Statement] = []
         entries: list[OutboxEntry] = []
-        outbox: list[Statement] = []
         for change in changes:
-            statements, rows, entry = self._status_statements(change)
+            statements, entry = self._status_statements(change)
             entries.append(entry)
-            outbox.extend(rows)
             if current and len(current) + len(statements) > _BATCH_PARTITIONS:
                 groups.append(current)
                 current = []
             current.extend(statements)
         if current:
             groups.append(current)
-        return groups, outbox, entries
+        return groups, entries
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         self.start_recording(changes)()
 
     def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
-        groups, outbox, entries = self._status_groups(changes)
+        groups, entries = self._status_groups(changes)
         wait = self.db.start_each_as_one(groups)
 
         def written() -> None:
@@ -435,9 +431,11 @@ class CassandraTransferStore(TransferStore):
                 # Cassandra), and a retry that finds the status written writes
                 # nothing. The events are true whatever landed (a status is
                 # written only after the ledger decided it), so their rows are
-                # written once more, on their own, before the error goes up.
+                # written once more, on their own, before the error goes up:
+                # in the bucket of now, since the error may come after the
+                # relay passed the bucket the write started in.
                 with contextlib.suppress(Exception):
-                    self.db.run_together(outbox)
+                    self.outbox.file_again([entry.event for entry in entries])
                 raise
             self._written(self.outbox.confirm_filed(entries))
 

@@ -71,12 +71,13 @@ CREATE TABLE IF NOT EXISTS deposits (
 """
 
 
-# The domain's precedence of what is stored, as SQL (statuses and causes are fixed words, never input).
+# The domain's precedence of what is stored, as SQL, every cause of failure
+# its own value (statuses and causes are fixed words, never input).
 _STORED_PRECEDENCE = (
     "(CASE "
     + " ".join(f"WHEN status = '{s.value}' THEN {precedence(s, None)}" for s in Status if s != Status.FAILED)
-    + f" WHEN failure_reason = '{FailureReason.VOIDED.value}'"
-    + f" THEN {precedence(Status.FAILED, FailureReason.VOIDED)}"
+    + " "
+    + " ".join(f"WHEN failure_reason = '{c.value}' THEN {precedence(Status.FAILED, c)}" for c in FailureReason)
     + f" ELSE {precedence(Status.FAILED, None)} END)"
 )
 

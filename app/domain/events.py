@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.ids import id_field
-from app.domain.transfer import AuditActor, FailureReason, Status, Transfer
+from app.domain.transfer import AuditActor, FailureReason, Status, Transfer, precedence
 
 EVENT_SCHEMA_VERSION = 1
 # Event ids are derived from what the event says (uuid5), so writing the same
@@ -74,9 +74,20 @@ class StatusEvent:
         return str(uuid.uuid5(_EVENT_NAMESPACE, canonical))
 
     @property
-    def dedupe_key(self) -> tuple[int, str, str]:
-        """What a consumer deduplicates by: (request_id, to_status) for status changes, plus the kind."""
-        return (self.request_id, self.kind.value, self.to_status.value)
+    def dedupe_key(self) -> tuple[int, str, str, str]:
+        """What a consumer deduplicates by: (request_id, to_status, failure_reason), plus the kind.
+
+        The cause is part of it: two actors can record `failed` with
+        different causes (the scanner's fence racing a refused lock), and a
+        consumer that dropped the second as a duplicate could keep the one
+        the store did not.
+        """
+        return (self.request_id, self.kind.value, self.to_status.value, self.failure_reason or "")
+
+    @property
+    def precedence(self) -> int:
+        """Of two events of one transfer, the higher is its state: the order the store keeps statuses by."""
+        return precedence(self.to_status, self.failure_reason)
 
     # -- constructors ------------------------------------------------------------
 

@@ -56,6 +56,36 @@ class FailureReason(enum.StrEnum):
     BATCH_FAILED = "BATCH_FAILED"
 
 
+# Which cause a failed transfer keeps when two actors record different ones,
+# weakest first: a stored cause is never replaced by one listed before it.
+# Every cause has its own place, so no two failures tie (a tie would leave it
+# to the store: Cassandra compares the words cell by cell, SQLite keeps
+# whichever landed first). `precedence` below applies it, on every store.
+FAILURE_ORDER: tuple[FailureReason, ...] = (
+    # The scanner's placeholder for a void nobody explained: any cause explains it.
+    FailureReason.VOIDED,
+    # The scanner's fence: it finds no lock because the lock was refused, or
+    # never tried. A refusal racing it was answered 422, and a replay of its
+    # Idempotency-Key answers from the record: the refusal must stay, or the
+    # 422 would replay as 202.
+    FailureReason.NOT_LOCKED,
+    # Two voids of one lock, which the ledger voids once: an operator's void
+    # racing the engine's rejection. The operator's, a named person's
+    # decision, is what the record keeps.
+    FailureReason.REJECTED_BY_ENGINE,
+    FailureReason.VOIDED_BY_OPERATOR,
+    # The refusals, answered 422, strongest: nothing is locked, and the
+    # ledger never locks an id it refused (id_already_failed), so of the
+    # causes above they meet only the scanner's; whatever else is written,
+    # the 422 stays (as it does over a success). BATCH_FAILED yields to a
+    # leg's own refusal (two attempts of one batch refused at different
+    # legs), so the batch's replay still names a refused leg.
+    FailureReason.BATCH_FAILED,
+    FailureReason.DAILY_LIMIT_EXCEEDED,
+    FailureReason.INSUFFICIENT_BALANCE,
+)
+
+
 class Actor(enum.StrEnum):
     API = "api"
     SETTLEMENT = "settlement"
@@ -209,12 +239,14 @@ class Transfer:
 def precedence(status: Status, failure_reason: FailureReason | None) -> int:
     """Orders what may be stored about a transfer: a write never replaces one of higher precedence.
 
-    Statuses by how far along they are; among failures, a known cause over
-    the bare VOIDED the scanner records when whoever voided died before
-    saying why (two known causes never both happen: the ledger voids once).
+    Statuses by how far along they are; among failures, by FAILURE_ORDER (a
+    failure with no cause recorded ranks as the bare VOIDED). Below 10 apart
+    per status rank, and under 1000 in all (Cassandra adds it to a write
+    timestamp in microseconds: app/adapters/cassandra_store.py).
     """
-    known_cause = status == Status.FAILED and failure_reason != FailureReason.VOIDED
-    return status.rank * 10 + (1 if known_cause else 0)
+    if status != Status.FAILED:
+        return status.rank * 10
+    return status.rank * 10 + FAILURE_ORDER.index(failure_reason or FailureReason.VOIDED)
 
 
 @dataclass(frozen=True)

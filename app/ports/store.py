@@ -112,9 +112,12 @@ class TransferStore(abc.ABC):
         """Write status changes the service already checked against the state machine.
 
         The stored status is the most advanced ever written, whatever order
-        writes land in: a write that ranks below the stored status changes
-        nothing in the record. Every change joins the audit trail, even one
-        that lost a race, so who asked and why is never lost.
+        writes land in: a write that ranks below the stored status by
+        `precedence` (app/domain/transfer.py; among failures, by the order
+        of their causes) changes nothing in the record, and the record's
+        status, cause and time all come from one write. Every change joins
+        the audit trail, even one that lost a race, so who asked and why is
+        never lost.
         """
 
     def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:

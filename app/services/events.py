@@ -7,7 +7,7 @@ for the events topic; then it flags them published. `EventRelay` (the
 scheduler, every few seconds) publishes what is still unflagged after a
 grace period: events whose process died between the write and the publish,
 or whose publish failed or was dropped. Delivery is at least once; consumers
-deduplicate by (request_id, kind, to_status), or exactly by event_id.
+deduplicate by `StatusEvent.dedupe_key`, or exactly by event_id.
 """
 
 from __future__ import annotations

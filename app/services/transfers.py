@@ -433,10 +433,12 @@ class TransferService:
             if transfer is None:
                 continue
             decision = _Decision.of_result(transfer, result)
-            if transfer.status == Status.PENDING and result.request_id not in batch:
+            # A leg of a batch never joins the non-atomic request below: an
+            # answer naming one leg resolves its whole batch, all or nothing.
+            if transfer.status == Status.PENDING and transfer.batch_id is None and result.request_id not in batch:
                 batch[result.request_id] = decision
             else:
-                # Already terminal (a duplicate), still `requesting`, or twice in this batch.
+                # Already terminal (a duplicate), still `requesting`, twice in this batch, or a leg.
                 one_by_one.append(decision)
         if batch:
             self._post_or_void(list(batch.values()))

@@ -170,3 +170,43 @@ def test_cassandra_keeps_the_event_of_a_status_that_landed_from_a_write_reported
             (None, Status.REQUESTING),
             (Status.REQUESTING, Status.PENDING),
         ]
+
+
+def test_cassandra_keeps_the_event_of_a_failed_write_that_outlasted_its_bucket() -> None:
+    """The write reported failed only after its bucket closed and the relay moved past it.
+
+    Its event's row is written again before the error goes up; written into
+    the bucket the write started in, the relay would never read it.
+    """
+    clock = MovableClock()
+    with store_in_fresh_keyspace("it_events", clock) as store:
+        store.outbox.margin = timedelta(seconds=MARGIN_SECONDS)
+        transfer = make_transfer(random_user_id(), 5)
+        store.record_new(transfer)
+        send = store.db.start_each_as_one
+
+        def slow_and_partial(groups: Sequence[Sequence[tuple[str, tuple[object, ...]]]]) -> Callable[[], None]:
+            store.db.start_each_as_one = send  # type: ignore[method-assign]  # only this one write fails
+            # Inside Cassandra the status landed, the event's row did not ...
+            send([[s for s in group if "event_outbox" not in s[0]] for group in groups])()
+
+            def failed() -> None:
+                # ... and the error came late: the bucket closed, and the relay
+                # published what it held and moved its position past it.
+                clock.now += timedelta(seconds=EVENT_BUCKET_SECONDS + MARGIN_SECONDS + 1)
+                relayed = store.unpublished_events(1000, clock.now)
+                assert [e.event.to_status for e in relayed] == [Status.REQUESTING]
+                store.mark_events_published(relayed)
+                assert store.unpublished_events(1000, clock.now) == []
+                raise TimeoutError("coordinator timed out")
+
+            return failed
+
+        store.db.start_each_as_one = slow_and_partial  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
+        stored = store.get(transfer.request_id)
+        assert stored is not None and stored.status == Status.PENDING
+        clock.now += timedelta(seconds=EVENT_BUCKET_SECONDS + MARGIN_SECONDS + 1)
+        found = [e.event for e in store.unpublished_events(1000, clock.now)]
+        assert [(e.from_status, e.to_status) for e in found] == [(Status.REQUESTING, Status.PENDING)]

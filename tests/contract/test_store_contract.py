@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from app.domain.transfer import API, SCANNER, SETTLEMENT, AuditActor, AuditEntry, FailureReason, Status, Transfer
+from app.api.transfers import replay_refusal
+from app.domain.assets import AssetCatalog
+from app.domain.batch import BatchCommand
+from app.domain.errors import InsufficientBalance
+from app.domain.events import StatusEvent
+from app.domain.transfer import (
+    API,
+    FAILURE_ORDER,
+    SCANNER,
+    SETTLEMENT,
+    AuditActor,
+    AuditEntry,
+    FailureReason,
+    Status,
+    Transfer,
+)
 from app.ports.store import IdempotencyClaim, StatusChange, TransferStore
+from app.services.batches import BatchService
 from tests.conftest import make_transfer, random_request_id, random_user_id, record_move
+from tests.unit.harness import FakeClock, Harness
+
+UNIT = 10**8  # one USDT
 
 
 def now() -> datetime:
@@ -83,6 +104,158 @@ def test_a_known_cause_of_failure_outranks_the_bare_voided(store: TransferStore,
         record_move(store, pending, Status.FAILED, actor=actor, failure_reason=reason)
     stored = store.get(transfer.request_id)
     assert stored is not None and (stored.status, stored.failure_reason) == (Status.FAILED, "REJECTED_BY_ENGINE")
+
+
+# The refusals a client was answered 422 for: the lock was refused, so nothing
+# is in the ledger, and the scanner may fence the same request meanwhile.
+_ANSWERED_422 = [FailureReason.INSUFFICIENT_BALANCE, FailureReason.DAILY_LIMIT_EXCEEDED, FailureReason.BATCH_FAILED]
+
+
+@pytest.mark.parametrize("fence_first", [True, False], ids=["fence-first", "fence-last"])
+@pytest.mark.parametrize("refusal", _ANSWERED_422)
+def test_a_refusal_answered_422_outranks_the_scanners_fence(
+    store: TransferStore, refusal: FailureReason, fence_first: bool
+) -> None:
+    """A retry refused at the lock races the scanner fencing the same request: the refusal stands.
+
+    The client was told 422; a replay of its Idempotency-Key answers from the
+    record, so the record must keep the refusal, whichever write lands last,
+    and all of it (cause and time) from that one write.
+    """
+    transfer = make_transfer(random_user_id(), 10)
+    store.record_new(transfer)
+    refused = transfer.moved_to(Status.FAILED, now(), refusal)
+    fenced = transfer.moved_to(Status.FAILED, now(), FailureReason.NOT_LOCKED)
+    writes = [
+        StatusChange(transfer, refused, API, f"lock refused: {refusal}"),
+        StatusChange(transfer, fenced, SCANNER, "no lock found after the grace period; id fenced"),
+    ]
+    for change in reversed(writes) if fence_first else writes:
+        store.record_statuses([change])
+    stored = store.get(transfer.request_id)
+    assert stored is not None
+    assert (stored.status, stored.failure_reason, stored.updated_at) == (Status.FAILED, refusal, refused.updated_at)
+
+
+_CAUSE_PAIRS = [(a, b) for i, a in enumerate(FailureReason) for b in list(FailureReason)[i + 1 :]]
+
+
+@pytest.mark.parametrize(("first", "second"), _CAUSE_PAIRS, ids=[f"{a}-{b}" for a, b in _CAUSE_PAIRS])
+def test_two_causes_of_failure_resolve_the_same_whichever_lands_first(
+    store: TransferStore, first: FailureReason, second: FailureReason
+) -> None:
+    """Two actors record `failed` with different causes: the outcome never depends on arrival order.
+
+    (Cassandra breaks a tie of write timestamps by comparing values, cell by
+    cell; SQLite kept whichever came first. Neither is an order the domain chose.)
+    """
+    outcomes = []
+    for order in ((first, second), (second, first)):
+        transfer = make_transfer(random_user_id(), 10)
+        store.record_new(transfer)
+        written = {}
+        for cause in order:
+            written[cause] = transfer.moved_to(Status.FAILED, now(), cause)
+            store.record_statuses([StatusChange(transfer, written[cause], SCANNER, f"failed: {cause}")])
+        stored = store.get(transfer.request_id)
+        assert stored is not None and stored.status == Status.FAILED and stored.failure_reason in written
+        # The whole record from the one write that won, not a cell from each.
+        assert stored.updated_at == written[stored.failure_reason].updated_at
+        outcomes.append(stored.failure_reason)
+    assert outcomes[0] == outcomes[1]
+    # ... and it is the one the domain's order names, on every store.
+    assert outcomes[0] == max(first, second, key=FAILURE_ORDER.index)
+
+
+def _racing_the_fence(
+    monkeypatch: pytest.MonkeyPatch, harness: Harness, lock: str, stale: list[Transfer], fence_first: bool
+) -> Callable[[], None]:
+    """The scanner's pass over `stale` (read `requesting`): it fences and fails each, NOT_LOCKED.
+
+    With `fence_first` it runs right after the ledger refuses the retry's
+    lock (`lock` names the ledger method) and before the refusal is
+    recorded; otherwise the caller runs it after the refusal's write.
+    """
+
+    def fence() -> None:
+        assert [harness.recovery.reconcile(t, harness.clock()) for t in stale] == ["failed_not_locked"] * len(stale)
+
+    if fence_first:
+        refuse = getattr(harness.ledger, lock)
+
+        def refuse_then_fence(*args: object, **kwargs: object) -> object:
+            outcome = refuse(*args, **kwargs)
+            fence()
+            return outcome
+
+        monkeypatch.setattr(harness.ledger, lock, refuse_then_fence)
+        return lambda: None
+    return fence
+
+
+@pytest.mark.parametrize("fence_first", [True, False], ids=["fence-first", "fence-last"])
+def test_a_retry_refused_422_that_races_the_fence_replays_422(
+    store: TransferStore, tmp_path: Path, catalog: AssetCatalog, monkeypatch: pytest.MonkeyPatch, fence_first: bool
+) -> None:
+    harness = Harness(tmp_path, catalog, store=store, clock=FakeClock(now()))
+    told: list[StatusEvent] = []  # what the dispatcher would publish, once each write is durable
+    store.outbox_listener = lambda entries: told.extend(entry.event for entry in entries)
+    user_id = random_user_id()
+    harness.fund(user_id, "1")
+    command = harness.command(user_id, 2 * UNIT)
+    # The first attempt recorded the transfer and died before its lock.
+    request_id, _ = harness.transfers.claim_key(user_id, "key-1", command.fingerprint())
+    stale = Transfer.new(request_id, command, harness.clock(), "key-1")
+    store.record_new(stale)
+    harness.clock.advance(minutes=1)  # past the scanner's grace
+    fence_later = _racing_the_fence(monkeypatch, harness, "lock", [stale], fence_first)
+    with pytest.raises(InsufficientBalance):
+        harness.transfers.submit(command, "key-1")  # the retry: answered 422
+    fence_later()
+    replay = harness.transfers.submit(command, "key-1")
+    assert replay.replayed and replay.transfer.request_id == request_id
+    assert replay.transfer.failure_reason == FailureReason.INSUFFICIENT_BALANCE
+    with pytest.raises(InsufficientBalance):
+        replay_refusal(replay.transfer)  # 422 again, never a 202
+    # Each actor's event tells what it did (docs/events.md), so two `failed`
+    # go out. A consumer that deduplicates as documented keeps both, and the
+    # one it keeps as the transfer's state, by the store's own order, is the
+    # stored one.
+    failed = [e for e in told if e.request_id == request_id and e.to_status == Status.FAILED]
+    assert {e.failure_reason for e in failed} == {FailureReason.INSUFFICIENT_BALANCE, FailureReason.NOT_LOCKED}
+    assert len({e.dedupe_key for e in failed}) == 2
+    kept = max(failed, key=lambda e: e.precedence)
+    assert (kept.failure_reason, kept.actor) == (FailureReason.INSUFFICIENT_BALANCE, "api")
+
+
+@pytest.mark.parametrize("fence_first", [True, False], ids=["fence-first", "fence-last"])
+def test_a_batch_retry_refused_422_that_races_the_fence_replays_422(
+    store: TransferStore, tmp_path: Path, catalog: AssetCatalog, monkeypatch: pytest.MonkeyPatch, fence_first: bool
+) -> None:
+    harness = Harness(tmp_path, catalog, store=store, clock=FakeClock(now()))
+    user_id = random_user_id()
+    harness.fund(user_id, "2")
+    service = BatchService(harness.transfers)
+    command = BatchCommand(user_id, (harness.command(user_id, UNIT), harness.command(user_id, 5 * UNIT)))
+    # The first attempt recorded the batch and its legs and died before the lock.
+    batch_id, _ = harness.transfers.claim_key(user_id, "key-1", command.fingerprint())
+    batch, legs = service._new(batch_id, command, "key-1")
+    store.record_batch(batch, legs)
+    harness.clock.advance(minutes=1)
+    fence_later = _racing_the_fence(monkeypatch, harness, "lock_batch", legs, fence_first)
+    with pytest.raises(InsufficientBalance) as refused:
+        service.submit(command, "key-1")
+    assert refused.value.details["leg"] == 1
+    fence_later()
+    replay = service.submit(command, "key-1")
+    assert replay.replayed
+    assert [leg.failure_reason if leg else None for leg in replay.view.legs] == [
+        FailureReason.BATCH_FAILED,
+        FailureReason.INSUFFICIENT_BALANCE,
+    ]
+    with pytest.raises(InsufficientBalance) as replayed:
+        service.replay_refusal(replay.view)
+    assert replayed.value.details["leg"] == 1
 
 
 def test_failed_keeps_its_reason(store: TransferStore) -> None:

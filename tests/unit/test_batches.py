@@ -176,3 +176,34 @@ def test_an_answer_for_an_unknown_batch_is_poison_after_the_rest_is_applied(harn
             [EngineResult(unknown, Outcome.CONFIRMED, batch=True), EngineResult(single.request_id, Outcome.CONFIRMED)]
         )
     assert harness.reload(single).status == Status.SUCCESS
+
+
+@pytest.mark.parametrize("outcome", [Outcome.CONFIRMED, Outcome.REJECTED])
+@pytest.mark.parametrize("named", [0, 1])
+def test_a_result_naming_one_leg_resolves_the_whole_batch(harness: Harness, outcome: Outcome, named: int) -> None:
+    """An engine (or a replayed old message) that answers a leg's own request id, not the batch's.
+
+    The legs are locked together and must be resolved together: resolving
+    only the named leg would post one half of an all-or-nothing batch.
+    """
+    user_id = random_user_id()
+    harness.fund(user_id)
+    funded, _ = harness.balance(user_id, AccountType.FUNDING)
+    legs = submit(harness, user_id, 100, 200)
+    assert [harness.reload(leg).status for leg in legs] == [Status.PENDING, Status.PENDING]
+    assert harness.balance(user_id, AccountType.FUNDING) == (funded - 300, 300)
+    harness.transfers.apply_results([EngineResult(legs[named].request_id, outcome)])
+    stored = [harness.reload(leg) for leg in legs]
+    expected = Status.SUCCESS if outcome == Outcome.CONFIRMED else Status.FAILED
+    assert [leg.status for leg in stored] == [expected, expected]
+    if outcome == Outcome.CONFIRMED:
+        assert harness.balance(user_id, AccountType.FUNDING) == (funded - 300, 0)
+        assert harness.balance(user_id, AccountType.SPOT) == (300, 0)
+    else:
+        assert [leg.failure_reason for leg in stored] == [FailureReason.REJECTED_BY_ENGINE] * 2
+        assert harness.balance(user_id, AccountType.FUNDING) == (funded, 0)
+        assert harness.balance(user_id, AccountType.SPOT) == (0, 0)
+    # The batch's own answer, arriving after, agrees and changes nothing.
+    harness.pump()
+    assert [harness.reload(leg).status for leg in legs] == [expected, expected]
+    assert harness.balance(user_id, AccountType.FUNDING)[1] == 0

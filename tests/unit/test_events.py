@@ -196,7 +196,7 @@ def test_event_ids_name_what_happened(harness: Harness, subscriber: Subscriber) 
     assert requesting.event_id != pending.event_id
     # The same event told twice (a retried write) has the same id: consumers can dedupe exactly.
     assert StatusEvent.from_message(pending.to_message()).event_id == pending.event_id
-    assert pending.dedupe_key == (pending.request_id, "status_changed", "pending")
+    assert pending.dedupe_key == (pending.request_id, "status_changed", "pending", "")
 
 
 def test_a_transfer_between_spot_and_funding_says_so(harness: Harness, subscriber: Subscriber) -> None:
