@@ -8,7 +8,6 @@ read from the brokers. Off the request path by design.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -84,15 +83,13 @@ def _probe_safely(probe: HealthProbe) -> None:
         log.exception("health probe failed")
 
 
-def add_health_probe(scheduler: BaseScheduler, probe: HealthProbe) -> float:
-    interval = float(os.environ.get("HEALTH_INTERVAL_SECONDS", "10"))
+def add_health_probe(scheduler: BaseScheduler, probe: HealthProbe, interval_seconds: float) -> None:
     scheduler.add_job(
         _probe_safely,
         "interval",
         args=[probe],
-        seconds=interval,
+        seconds=interval_seconds,
         id="health-probe",
         max_instances=1,
         coalesce=True,
     )
-    return interval
