@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from app.adapters.backend_url import BackendUrl
@@ -26,6 +27,9 @@ from app.services.reconciliation import ReconciliationPolicy, ReconciliationServ
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService, utc_now
 from app.services.worker_ids import LeasedIdGenerator, LeaseTiming
+
+if TYPE_CHECKING:
+    from app.adapters.kafka_monitor import KafkaMonitor
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,15 @@ def make_bus(url: str) -> ServiceBus:
 
         return KafkaServiceBus.from_url(url)
     raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
+
+
+def make_bus_monitor(url: str) -> KafkaMonitor | None:
+    """What reads the bus's consumer lag and dead letters from its brokers; None for the in-process bus."""
+    if urlparse(url).scheme == "kafka":
+        from app.adapters.kafka_monitor import KafkaMonitor
+
+        return KafkaMonitor.from_url(url)
+    return None
 
 
 def make_worker_id_leases(store_url: str, store: TransferStore) -> WorkerIdLeases:

@@ -18,7 +18,7 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from app.bootstrap import Container
+from app.bootstrap import Container, make_bus_monitor
 from app.config import ReferenceEngineSettings
 from consumers.reference_engine import ReferenceEngine, make_engine_bus
 from consumers.settlement import SettlementConsumer
@@ -63,7 +63,7 @@ class BackgroundWorkers:
         # The status events a crash or a failed publish left in the outbox.
         if self.container.events_relay is not None:
             add_event_relay(self._scheduler, self.container.events_relay, settings.events_relay_interval_seconds)
-        self._probe = HealthProbe(self.container)
+        self._probe = HealthProbe(self.container, make_bus_monitor(settings.bus_url))
         add_health_probe(self._scheduler, self._probe, settings.health_interval_seconds)
 
     def shutdown(self) -> None:

@@ -23,13 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class HealthProbe:
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, monitor: KafkaMonitor | None = None) -> None:
         self.container = container
-        self.monitor: KafkaMonitor | None = None
-        if container.settings.bus_url.startswith("kafka:"):
-            from app.adapters.kafka_monitor import KafkaMonitor
-
-            self.monitor = KafkaMonitor.from_url(container.settings.bus_url)
+        # The bus's lag reader (app.bootstrap.make_bus_monitor); None where the bus has no brokers.
+        self.monitor = monitor
         self._lag_series: set[tuple[str, str]] = set()
 
     def run(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.bootstrap import Container, build
+from app.bootstrap import Container, build, make_bus_monitor
 from app.config import ReferenceEngineSettings
 from consumers.worker import BackgroundWorkers, embedded_engine
 from tests.conftest import embedded_settings
@@ -59,3 +59,12 @@ def test_the_reference_engine_runs_only_beside_an_in_process_bus(container: Cont
     assert embedded_engine(container, ReferenceEngineSettings()) is not None
     on_kafka = replace(container, settings=replace(container.settings, bus_url="kafka://127.0.0.1:1"))
     assert embedded_engine(on_kafka, ReferenceEngineSettings()) is None
+
+
+def test_the_composition_root_picks_the_bus_monitor_by_the_bus_url() -> None:
+    from app.adapters.kafka_monitor import KafkaMonitor
+
+    assert make_bus_monitor("inprocess://") is None
+    monitor = make_bus_monitor("kafka://127.0.0.1:1?topic_prefix=t-")  # built, never connected
+    assert isinstance(monitor, KafkaMonitor) and monitor.topics.requests == "t-internal_transfer.requests"
+    monitor.close()
