@@ -2,7 +2,7 @@
 
 The one place that reads the process environment: everything else is handed
 the typed settings below by the composition root (app/bootstrap.py), the app
-factory (app/factory.py) or a process's `main`. tests/unit/test_config.py
+factory (app/factory.py) or a process's `main`. tests/unit/test_one_configuration.py
 fails on a read anywhere else.
 """
 
