@@ -197,7 +197,7 @@ class CassandraTransferStore(TransferStore):
         for part in parsed.hosts.split(","):
             host, _, host_port = part.strip().partition(":")
             if not host:
-                raise ValueError("a cassandra:// URL needs a host before each comma and port")
+                raise ValueError("a cassandra:// URL needs a host in each comma-separated entry")
             hosts.append(host)
             if host_port:
                 if not host_port.isdigit():
