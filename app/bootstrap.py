@@ -75,7 +75,7 @@ def make_bus(url: str) -> ServiceBus:
     if scheme == "inprocess":
         from app.adapters.inprocess_bus import InProcessServiceBus
 
-        BackendUrl.parse(url, scheme)
+        BackendUrl.parse(url, scheme)  # the one URL rule: it knows no option
         return InProcessServiceBus()
     if scheme == "kafka":
         from app.adapters.kafka_bus import KafkaServiceBus
