@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The fast loop: unit tests and the contract suites on the embedded adapters
 # (SQLite, the embedded ledger, the in-process bus), no servers; seconds.

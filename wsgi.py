@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app import create_app, ensure_background_workers
+from app.factory import create_app
+from consumers.worker import ensure_background_workers
 
 
 def _start_background_on_first_request(app: Flask) -> None:

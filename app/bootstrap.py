@@ -6,13 +6,15 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from app.adapters.backend_url import BackendUrl
+from app.adapters.instrumented import instrumented
 from app.config import PROJECT_ROOT, Settings
 from app.domain.assets import AssetCatalog
 from app.domain.limits import DefaultLimits
-from app.observability.instrumented import instrumented
-from app.ports.bus import EngineBus, ServiceBus
+from app.ports.bus import ServiceBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
@@ -21,22 +23,27 @@ from app.services.batches import BatchService
 from app.services.events import EventDispatcher, EventRelay
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
+from app.services.reconciliation import ReconciliationPolicy, ReconciliationService
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService, utc_now
 from app.services.worker_ids import LeasedIdGenerator, LeaseTiming
+
+if TYPE_CHECKING:
+    from app.adapters.kafka_monitor import KafkaMonitor
 
 log = logging.getLogger(__name__)
 
 
 def _sqlite_path(url: str) -> str:
     """sqlite:///var/store.db is under the project; sqlite:////abs/path is absolute."""
-    path = url.split("://", 1)[1].removeprefix("/")
+    # The one URL rule (app/adapters/backend_url.py): these file URLs know no option.
+    path = BackendUrl.parse(url, urlparse(url).scheme).path.removeprefix("/")
     if path == ":memory:" or Path(path).is_absolute():
         return path
     return str(PROJECT_ROOT / path)
 
 
-def make_store(url: str) -> TransferStore:
+def make_store(url: str, credentials: tuple[str, str] | None = None) -> TransferStore:
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from app.adapters.sqlite_store import SqliteTransferStore
@@ -45,7 +52,7 @@ def make_store(url: str) -> TransferStore:
     if scheme == "cassandra":
         from app.adapters.cassandra_store import CassandraTransferStore
 
-        return CassandraTransferStore.from_url(url)
+        return CassandraTransferStore.from_url(url, credentials)
     raise ValueError(f"STORE_URL scheme {scheme!r} is not supported")
 
 
@@ -68,6 +75,7 @@ def make_bus(url: str) -> ServiceBus:
     if scheme == "inprocess":
         from app.adapters.inprocess_bus import InProcessServiceBus
 
+        BackendUrl.parse(url, scheme)  # the one URL rule: it knows no option
         return InProcessServiceBus()
     if scheme == "kafka":
         from app.adapters.kafka_bus import KafkaServiceBus
@@ -76,25 +84,13 @@ def make_bus(url: str) -> ServiceBus:
     raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
 
 
-def make_engine_bus(url: str, service_bus: ServiceBus | None = None) -> EngineBus:
-    """The engine's side of the bus, for the reference engine.
+def make_bus_monitor(url: str) -> KafkaMonitor | None:
+    """What reads the bus's consumer lag and dead letters from its brokers; None for the in-process bus."""
+    if urlparse(url).scheme == "kafka":
+        from app.adapters.kafka_monitor import KafkaMonitor
 
-    In-process the two sides must share one link, so `service_bus` (the
-    service's side, in this same process) is required there; over Kafka the
-    engine side has clients of its own, and usually runs in its own process.
-    """
-    scheme = urlparse(url).scheme
-    if scheme == "inprocess":
-        from app.adapters.inprocess_bus import InProcessServiceBus
-
-        if not isinstance(service_bus, InProcessServiceBus):
-            raise ValueError("an in-process bus's engine side lives in the process of its service side")
-        return service_bus.engine_side()
-    if scheme == "kafka":
-        from app.adapters.kafka_bus import KafkaEngineBus
-
-        return KafkaEngineBus.from_url(url)
-    raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
+        return KafkaMonitor.from_url(url)
+    return None
 
 
 def make_worker_id_leases(store_url: str, store: TransferStore) -> WorkerIdLeases:
@@ -133,12 +129,11 @@ class Container:
     store: TransferStore
     ledger: Ledger
     bus: ServiceBus
-    # The engine's side, for the reference engine; built lazily over Kafka, so
-    # it costs nothing in a process that never runs the engine.
-    engine_bus: EngineBus
     transfers: TransferService
     accounts: AccountService
     recovery: RecoveryService
+    # Run by the worker's scheduler every settings.reconcile_interval_seconds.
+    reconciliation: ReconciliationService
     operations: OperatorService
     ids: LeasedIdGenerator
     limits: LimitService
@@ -153,7 +148,7 @@ class Container:
         if self.events_dispatcher is not None and not self.events_dispatcher.flush():
             log.warning("events still queued at shutdown: the relay will publish them")
         # The ids first: releasing the worker id needs the store's session.
-        for adapter in (self.ids, self.engine_bus, self.bus, self.ledger, self.store):
+        for adapter in (self.ids, self.bus, self.ledger, self.store):
             try:
                 adapter.close()
             except Exception:
@@ -168,7 +163,7 @@ def build(
     bus: ServiceBus | None = None,
 ) -> Container:
     catalog = AssetCatalog.from_file(settings.assets_file)
-    store = store or make_store(settings.store_url)
+    store = store or make_store(settings.store_url, settings.cassandra_credentials())
     ids = make_id_generator(settings, store)
     ledger = ledger or make_ledger(settings.ledger_url)
     bus = bus or make_bus(settings.bus_url)
@@ -195,16 +190,21 @@ def build(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
         resend_after=timedelta(seconds=settings.resend_after_seconds),
     )
+    reconciliation = ReconciliationPolicy(
+        window=timedelta(seconds=settings.reconcile_window_seconds),
+        grace=timedelta(seconds=settings.reconcile_grace_seconds),
+        limit=settings.reconcile_limit,
+    )
     return Container(
         settings=settings,
         catalog=catalog,
         store=store,
         ledger=ledger,
         bus=bus,
-        engine_bus=make_engine_bus(settings.bus_url, bus),
         transfers=transfers,
         accounts=AccountService(ledger, catalog, ids, store),
         recovery=RecoveryService(transfers, policy),
+        reconciliation=ReconciliationService(transfers, reconciliation),
         operations=OperatorService(transfers),
         ids=ids,
         limits=limits,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -127,12 +126,12 @@ db = AppGroup("db", help="The store's schema.")
 @clean_errors
 def db_init() -> None:
     """Apply schema/*.cql to the configured Cassandra store (idempotent)."""
-    store = _container().store
-    create_schema = getattr(store, "create_schema", None)
+    services = _container()
+    create_schema = getattr(services.store, "create_schema", None)
     if create_schema is None:
-        click.echo(f"{type(store).__name__} creates its own schema; nothing to do")
+        click.echo(f"{type(services.store).__name__} creates its own schema; nothing to do")
         return
-    create_schema(os.environ.get("CASSANDRA_REPLICATION"))
+    create_schema(services.settings.cassandra_replication)
     click.echo("schema applied")
 
 

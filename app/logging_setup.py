@@ -10,13 +10,12 @@ scrub anything that looks like a secret before a line leaves the process.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
-from urllib.parse import urlparse
 
 from pythonjsonlogger.json import JsonFormatter
 
+from app.config import Settings
 from app.observability.context import request_id_var, trace_id_var
 
 _CHATTY = ("tigerbeetle", "kafka", "cassandra")
@@ -28,17 +27,10 @@ _TOKEN_PATTERNS = (
 REDACTED = "[REDACTED]"
 
 
-def _secret_values() -> list[str]:
+def _secret_values(settings: Settings) -> list[str]:
     """The configured secrets themselves, so a line that quotes one verbatim is scrubbed too."""
-    values = [os.environ.get(name, "") for name in ("JWT_SECRET", "OPERATOR_JWT_SECRET", "CASSANDRA_PASSWORD")]
-    for name in ("STORE_URL", "LEDGER_URL", "BUS_URL", "RATELIMIT_STORAGE_URI"):
-        try:
-            password = urlparse(os.environ.get(name, "")).password
-        except ValueError:
-            password = None
-        values.append(password or "")
     # Short values would scrub ordinary words; real secrets are long.
-    return sorted({v for v in values if len(v) >= 8}, key=len, reverse=True)
+    return sorted({v for v in settings.secret_values() if len(v) >= 8}, key=len, reverse=True)
 
 
 def scrub(line: str, secrets: list[str]) -> str:
@@ -88,17 +80,20 @@ class ScrubbingTextFormatter(logging.Formatter):
         return scrub(super().format(record), self.secrets)
 
 
-def make_formatter() -> logging.Formatter:
-    secrets = _secret_values()
-    if os.environ.get("LOG_FORMAT", "json").strip().lower() == "text":
+def make_formatter(settings: Settings | None = None) -> logging.Formatter:
+    # gunicorn's logconfig_dict (gunicorn.conf.py) calls this with no arguments:
+    # the settings are then the environment's, as its app's will be.
+    settings = settings or Settings()
+    secrets = _secret_values(settings)
+    if settings.log_as_text:
         return ScrubbingTextFormatter(secrets)
     return ScrubbingJsonFormatter(secrets)
 
 
-def configure_logging(process: str = "web") -> None:
+def configure_logging(process: str, settings: Settings) -> None:
     """Send every logger's records, as JSON lines (or text), to stderr. Safe to call again."""
     root = logging.getLogger()
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(settings.log_level)
     handler = next((h for h in root.handlers if getattr(h, "_internal_transfer", False)), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
@@ -109,7 +104,7 @@ def configure_logging(process: str = "web") -> None:
                 root.removeHandler(other)
         root.addHandler(handler)
     handler.filters = [ContextFilter(process)]
-    handler.setFormatter(make_formatter())
+    handler.setFormatter(make_formatter(settings))
     # Python's warnings (a driver's deprecation notice) become records too, so they are JSON lines.
     logging.captureWarnings(True)
     # Client libraries narrate every connect at INFO; keep their warnings.

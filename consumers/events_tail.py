@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -23,7 +22,7 @@ import time
 from collections import OrderedDict
 
 from app.adapters.kafka_bus import KafkaBusConfig
-from app.config import Settings
+from app.config import EventsTailSettings, Settings
 from app.domain.assets import AssetCatalog
 from app.domain.events import StatusEvent, rfc3339
 from app.ports.errors import DependencyUnavailable
@@ -32,14 +31,11 @@ from app.ports.errors import DependencyUnavailable
 _SEEN_LIMIT = 100_000
 
 
-def _bus_config() -> KafkaBusConfig:
-    url = os.environ.get("BUS_URL", "")
-    if url.startswith("kafka://"):
-        return KafkaBusConfig.from_url(url)
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if servers:
-        return KafkaBusConfig.from_url(f"kafka://{servers}")
-    raise SystemExit("events_tail reads Kafka: set BUS_URL=kafka://... (or KAFKA_BOOTSTRAP_SERVERS)")
+def _bus_config(settings: Settings) -> KafkaBusConfig:
+    try:
+        return KafkaBusConfig.from_url(EventsTailSettings().kafka_url(settings.bus_url))
+    except ValueError as exc:
+        raise SystemExit(f"events_tail: {exc}") from None
 
 
 def describe(event: StatusEvent, catalog: AssetCatalog) -> str:
@@ -65,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-events", type=int, default=0, help="stop after this many (0: never)")
     parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: never)")
     args = parser.parse_args(argv)
-    config = _bus_config()
-    catalog = AssetCatalog.from_file(Settings().assets_file)
+    settings = Settings()
+    config = _bus_config(settings)
+    catalog = AssetCatalog.from_file(settings.assets_file)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

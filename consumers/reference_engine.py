@@ -9,14 +9,17 @@ does the bus commit the batch's offsets. It can be told
 to reject, so the reject path can be driven end to end:
 
 * `reject_suffix`: reject every request whose amount, in minor units,
-  ends with these digits (REFERENCE_ENGINE_REJECT_SUFFIX);
+  ends with these digits (REFERENCE_ENGINE_REJECT_SUFFIX, in
+  app.config.ReferenceEngineSettings);
 * `reject(request_id)`: reject that one request.
 
 A batch (one message, docs/messages.md) is decided as a whole: rejected if
 the batch's id or any leg's is to be rejected, or any leg's amount matches
 the reject rule; confirmed otherwise. It is answered once, for the batch.
 
-Run against Kafka with `python -m consumers.reference_engine`.
+Run against Kafka with `python -m consumers.reference_engine`. A stand-in
+for dev and tests only: the production composition root (app/bootstrap.py)
+knows nothing of it; in embedded mode the worker wires it (consumers/worker.py).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import signal
 import sqlite3
 import threading
 from collections.abc import Sequence
+from urllib.parse import urlparse
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.transfer import Outcome
-from app.ports.bus import AnyEngineRequest, EngineBatchRequest, EngineBus, EngineResult
+from app.ports.bus import AnyEngineRequest, EngineBatchRequest, EngineBus, EngineResult, ServiceBus
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +110,38 @@ class ReferenceEngine:
         self.bus.consume_requests(self.handle_batch, stop)
 
 
+def make_engine_bus(url: str, service_bus: ServiceBus | None = None) -> EngineBus:
+    """The engine's side of the bus.
+
+    In-process the two sides must share one link, so `service_bus` (the
+    service's side, in this same process) is required there; over Kafka the
+    engine side has clients of its own, and usually runs in its own process.
+    """
+    scheme = urlparse(url).scheme
+    if scheme == "inprocess":
+        from app.adapters.inprocess_bus import InProcessServiceBus
+
+        if not isinstance(service_bus, InProcessServiceBus):
+            raise ValueError("an in-process bus's engine side lives in the process of its service side")
+        return service_bus.engine_side()
+    if scheme == "kafka":
+        from app.adapters.kafka_bus import KafkaEngineBus
+
+        return KafkaEngineBus.from_url(url)
+    raise ValueError(f"BUS_URL scheme {scheme!r} is not supported")
+
+
 def main() -> None:
-    import os
-
-    from app.bootstrap import make_engine_bus
-    from app.config import Settings
+    from app.config import ReferenceEngineSettings, Settings
     from app.logging_setup import configure_logging
-    from app.observability.metrics import start_exporter_from_env
+    from app.observability.metrics import start_exporter
 
-    configure_logging("engine")
-    start_exporter_from_env("ENGINE_METRICS_PORT")
-    settings = Settings()
+    settings, own = Settings(), ReferenceEngineSettings()
+    configure_logging("engine", settings)
+    start_exporter(own.metrics_port, settings.metrics_addr)
     # Its own process, so only a networked bus (Kafka) makes sense here.
     bus = make_engine_bus(settings.bus_url)
-    engine = ReferenceEngine(bus, settings.engine_reject_suffix, os.environ.get("REFERENCE_ENGINE_DB", ":memory:"))
+    engine = ReferenceEngine(bus, own.reject_suffix, own.db_path)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -8,7 +8,6 @@ read from the brokers. Off the request path by design.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,13 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class HealthProbe:
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, monitor: KafkaMonitor | None = None) -> None:
         self.container = container
-        self.monitor: KafkaMonitor | None = None
-        if container.settings.bus_url.startswith("kafka:"):
-            from app.adapters.kafka_monitor import KafkaMonitor
-
-            self.monitor = KafkaMonitor.from_url(container.settings.bus_url)
+        # The bus's lag reader (app.bootstrap.make_bus_monitor); None where the bus has no brokers.
+        self.monitor = monitor
         self._lag_series: set[tuple[str, str]] = set()
 
     def run(self) -> None:
@@ -84,15 +80,13 @@ def _probe_safely(probe: HealthProbe) -> None:
         log.exception("health probe failed")
 
 
-def add_health_probe(scheduler: BaseScheduler, probe: HealthProbe) -> float:
-    interval = float(os.environ.get("HEALTH_INTERVAL_SECONDS", "10"))
+def add_health_probe(scheduler: BaseScheduler, probe: HealthProbe, interval_seconds: float) -> None:
     scheduler.add_job(
         _probe_safely,
         "interval",
         args=[probe],
-        seconds=interval,
+        seconds=interval_seconds,
         id="health-probe",
         max_instances=1,
         coalesce=True,
     )
-    return interval

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-from datetime import timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
 
 from app.observability.context import log_context, new_trace_id
-from app.services.reconciliation import ReconciliationPolicy, ReconciliationService
+from app.services.reconciliation import ReconciliationService
 
 log = logging.getLogger(__name__)
-
-
-def policy_from_env() -> tuple[float, ReconciliationPolicy]:
-    """RECONCILE_INTERVAL_SECONDS (300), RECONCILE_WINDOW_SECONDS (900), RECONCILE_GRACE_SECONDS (30),
-    RECONCILE_LIMIT (10000)."""
-    interval = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", "300"))
-    policy = ReconciliationPolicy(
-        window=timedelta(seconds=float(os.environ.get("RECONCILE_WINDOW_SECONDS", "900"))),
-        grace=timedelta(seconds=float(os.environ.get("RECONCILE_GRACE_SECONDS", "30"))),
-        limit=int(os.environ.get("RECONCILE_LIMIT", "10000")),
-    )
-    return interval, policy
 
 
 def _reconcile_safely(service: ReconciliationService) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,8 +60,11 @@ class CassandraSession:
         serial_consistency: str = "LOCAL_SERIAL",
         local_dc: str | None = None,
         timeout_seconds: float = 5.0,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.hosts, self.port, self.keyspace = hosts, port, keyspace
+        # (username, password), or None: the driver then authenticates only if the server asks.
+        self._credentials = credentials
         self.consistency = ConsistencyLevel.name_to_value[consistency]
         self.serial_consistency = ConsistencyLevel.name_to_value[serial_consistency]
         self.local_dc = local_dc
@@ -142,8 +144,7 @@ class CassandraSession:
             request_timeout=self.timeout_seconds,
             row_factory=cached_named_tuple_factory,
         )
-        username = os.environ.get("CASSANDRA_USERNAME")
-        auth = PlainTextAuthProvider(username, os.environ.get("CASSANDRA_PASSWORD", "")) if username else None
+        auth = PlainTextAuthProvider(*self._credentials) if self._credentials else None
         return Cluster(
             self.hosts,
             port=self.port,

@@ -15,15 +15,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
+from app.adapters.backend_url import BackendUrl
 from app.adapters.cassandra_events import CassandraEventOutbox
 from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
-from app.config import PROJECT_ROOT
 from app.domain.account_model import Direction
 from app.domain.batch import Batch
 from app.domain.cursor import decode_cursor, encode_cursor
@@ -39,7 +38,8 @@ log = logging.getLogger(__name__)
 # Legs (with their first events) per logged batch in record_batch: about 25 KiB.
 RECORD_BATCH_LEGS = 20
 
-SCHEMA_DIR = PROJECT_ROOT / "schema"
+# The project's schema/ (an adapter takes no settings but what the composition root hands it).
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
 DEFAULT_REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 _RECORD_COLUMNS = (
     "request_id, user_id, asset, from_type, to_type, amount, status, failure_reason, idempotency_key,"
@@ -147,6 +147,7 @@ class CassandraTransferStore(TransferStore):
         timeout_seconds: float = 5.0,
         events_margin_seconds: int = 60,
         clock: Callable[[], datetime] = _utc_now,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.keyspace = keyspace
         self.db = CassandraSession(
@@ -157,6 +158,7 @@ class CassandraTransferStore(TransferStore):
             serial_consistency=serial_consistency,
             local_dc=local_dc,
             timeout_seconds=timeout_seconds,
+            credentials=credentials,
         )
         # Used only when `db init` creates the open set; afterwards it is read from there.
         self.initial_layout = OpenSetLayout(window_seconds, shards, margin_seconds)
@@ -167,31 +169,55 @@ class CassandraTransferStore(TransferStore):
     def _now(self) -> datetime:
         return self.clock()
 
+    _URL_OPTIONS = (
+        "consistency",
+        "serial_consistency",
+        "local_dc",
+        "shards",
+        "open_window_seconds",
+        "open_margin_seconds",
+        "timeout_seconds",
+        "events_margin_seconds",
+    )
+
     @classmethod
-    def from_url(cls, url: str) -> CassandraTransferStore:
-        """cassandra://host1,host2:9042/keyspace?consistency=LOCAL_QUORUM&local_dc=dc1"""
-        parsed = urlparse(url)
-        netloc = parsed.netloc.rsplit("@", 1)[-1]
-        port = 9042
-        hosts = []
-        for part in netloc.split(","):
-            host, _, host_port = part.partition(":")
+    def from_url(cls, url: str, credentials: tuple[str, str] | None = None) -> CassandraTransferStore:
+        """cassandra://[user:password@]host1,host2:9042/keyspace?consistency=LOCAL_QUORUM&local_dc=dc1
+
+        The credentials are the URL's or `credentials` (CASSANDRA_USERNAME and
+        CASSANDRA_PASSWORD), never both: which was meant cannot be known.
+        """
+        parsed = BackendUrl.parse(url, "cassandra", cls._URL_OPTIONS, credentials=True)
+        if parsed.username is not None:
+            if credentials is not None:
+                raise ValueError("Cassandra credentials are both in STORE_URL and in CASSANDRA_USERNAME: keep one")
+            credentials = (parsed.username, parsed.password or "")
+        hosts: list[str] = []
+        ports: set[int] = set()
+        for part in parsed.hosts.split(","):
+            host, _, host_port = part.strip().partition(":")
+            if not host:
+                raise ValueError("a cassandra:// URL needs a host in each comma-separated entry")
             hosts.append(host)
             if host_port:
-                port = int(host_port)
-        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+                if not host_port.isdigit():
+                    raise ValueError(f"a cassandra:// URL's port must be a number, not {host_port!r}")
+                ports.add(int(host_port))
+        if len(ports) > 1:
+            raise ValueError("every host of a cassandra:// URL must have the same port (the driver uses one)")
         return cls(
             hosts,
-            port,
+            ports.pop() if ports else 9042,
             parsed.path.strip("/") or "internal_transfer",
-            consistency=query.get("consistency", "LOCAL_QUORUM"),
-            serial_consistency=query.get("serial_consistency", "LOCAL_SERIAL"),
-            local_dc=query.get("local_dc"),
-            shards=int(query.get("shards", "16")),
-            window_seconds=int(query.get("open_window_seconds", "30")),
-            margin_seconds=int(query.get("open_margin_seconds", "60")),
-            timeout_seconds=float(query.get("timeout_seconds", "5")),
-            events_margin_seconds=int(query.get("events_margin_seconds", "60")),
+            consistency=parsed.get("consistency", str, "LOCAL_QUORUM"),
+            serial_consistency=parsed.get("serial_consistency", str, "LOCAL_SERIAL"),
+            local_dc=parsed.get_optional("local_dc", str),
+            shards=parsed.get("shards", int, 16),
+            window_seconds=parsed.get("open_window_seconds", int, 30),
+            margin_seconds=parsed.get("open_margin_seconds", int, 60),
+            timeout_seconds=parsed.get("timeout_seconds", float, 5.0),
+            events_margin_seconds=parsed.get("events_margin_seconds", int, 60),
+            credentials=credentials,
         )
 
     # -- shared with adapters on the same cluster --------------------------------

@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 import kafka
 import kafka.producer.sender
@@ -46,6 +45,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import BrokerResponseError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from app.adapters.backend_url import BackendUrl, flag
 from app.adapters.bus_delivery import Backoff, BatchDelivery, DeliveryPolicy, Polled
 from app.domain.events import StatusEvent
 from app.ports.bus import (
@@ -82,15 +82,6 @@ _CLIENT_RECONNECT_BACKOFF_MAX_MS = 2000
 _API_VERSION_PROBE_MS = 2000
 _CONSUMER_CLOSE_TIMEOUT_MS = 5000
 _PRODUCER_CLOSE_TIMEOUT_SECONDS = 5.0
-
-
-def _true(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
 
 
 @dataclass(frozen=True)
@@ -194,25 +185,20 @@ class KafkaBusConfig:
     )
     _STR_PARAMS = ("topic_prefix", "group", "engine_group", "client_id")
 
+    _FLAG_PARAMS = ("create_topics", "client_metrics")
+
     @classmethod
     def from_url(cls, url: str) -> KafkaBusConfig:
         """kafka://host1:9092,host2:9092?topic_prefix=&group=...&engine_group=...&request_timeout_ms=..."""
-        parts = urlsplit(url)
-        if parts.scheme != "kafka":
-            raise ValueError(f"not a kafka:// URL: {url!r}")
-        servers = tuple(s.strip() for s in parts.netloc.split(",") if s.strip())
-        params: dict[str, Any] = {}
-        for name, values in parse_qs(parts.query, keep_blank_values=True, strict_parsing=False).items():
-            value = values[-1]
-            if name in cls._INT_PARAMS:
-                params[name] = int(value)
-            elif name in cls._STR_PARAMS:
-                params[name] = value
-            elif name in ("create_topics", "client_metrics"):
-                params[name] = _true(value)
-            else:
-                known = (*cls._INT_PARAMS, *cls._STR_PARAMS, "create_topics", "client_metrics")
-                raise ValueError(f"unknown kafka:// URL parameter {name!r} (known: {', '.join(known)})")
+        converters: dict[str, Callable[[str], Any]] = {
+            **dict.fromkeys(cls._INT_PARAMS, int),
+            **dict.fromkeys(cls._STR_PARAMS, str),
+            **dict.fromkeys(cls._FLAG_PARAMS, flag),
+        }
+        parsed = BackendUrl.parse(url, "kafka", converters)
+        servers = tuple(s.strip() for s in parsed.hosts.split(",") if s.strip())
+        # Every given option is a known one (parse refused the rest), so each converts.
+        params: dict[str, Any] = {name: parsed.get_optional(name, converters[name]) for name in parsed.options}
         return cls(bootstrap_servers=servers, **params)
 
 

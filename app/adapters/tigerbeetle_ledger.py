@@ -53,11 +53,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 import tigerbeetle as tb
 from tigerbeetle.client import InitError
 
+from app.adapters.backend_url import BackendUrl
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
     QUOTA_CODE_OF,
@@ -310,22 +310,15 @@ class TigerBeetleLedger(Ledger):
     @classmethod
     def from_url(cls, url: str) -> TigerBeetleLedger:
         """`tigerbeetle://host:port[,host:port...]?cluster_id=0[&timeout_seconds=5]`."""
-        parts = urlsplit(url)
-        if parts.scheme != "tigerbeetle":
-            raise ValueError(f"not a tigerbeetle:// URL: {url!r}")
-        if "@" in parts.netloc or parts.path not in ("", "/") or parts.fragment:
-            raise ValueError(f"a tigerbeetle:// URL has addresses and a query only: {url!r}")
-        addresses = [address for address in parts.netloc.split(",") if address.strip()]
-        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-        unknown = set(query) - {"cluster_id", "timeout_seconds"}
-        if unknown:
-            raise ValueError(f"unknown tigerbeetle:// URL parameters: {', '.join(sorted(unknown))}")
-        try:
-            cluster_id = int(query.get("cluster_id", ["0"])[-1])
-            timeout_seconds = float(query.get("timeout_seconds", [str(DEFAULT_TIMEOUT_SECONDS)])[-1])
-        except ValueError as exc:
-            raise ValueError(f"bad tigerbeetle:// URL parameter in {url!r}: {exc}") from exc
-        return cls(addresses, cluster_id=cluster_id, timeout_seconds=timeout_seconds)
+        parsed = BackendUrl.parse(url, "tigerbeetle", ("cluster_id", "timeout_seconds"))
+        if parsed.path not in ("", "/"):
+            raise ValueError("a tigerbeetle:// URL has addresses and a query only")
+        addresses = [address for address in parsed.hosts.split(",") if address.strip()]
+        return cls(
+            addresses,
+            cluster_id=parsed.get("cluster_id", int, 0),
+            timeout_seconds=parsed.get("timeout_seconds", float, DEFAULT_TIMEOUT_SECONDS),
+        )
 
     # -- the client, with a deadline on every call --------------------------
 

@@ -12,8 +12,6 @@ scrape of any worker adds them all up. Gauges say how to combine workers;
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -148,39 +146,28 @@ BACKEND_UP = Gauge(
 )
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-def exposition() -> tuple[bytes, str]:
+def exposition(multiproc_dir: str | None) -> tuple[bytes, str]:
     """The text exposition of this process's metrics (of every gunicorn worker's, in multiprocess mode)."""
-    if multiprocess_dir():
+    if multiproc_dir:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def start_exporter(port: int, addr: str) -> None:
-    """Serve /metrics on its own port (worker, engine, or the gunicorn master), in a daemon thread."""
-    if multiprocess_dir():
+def start_exporter(port: int | None, addr: str, multiproc_dir: str | None = None) -> int | None:
+    """Serve /metrics on its own port (worker, engine, or the gunicorn master), in a daemon thread.
+
+    No port: no exporter. Returns the port.
+    """
+    if port is None:
+        return None
+    if multiproc_dir:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
         start_http_server(port, addr=addr, registry=registry)
     else:
         start_http_server(port, addr=addr)
-
-
-def start_exporter_from_env(port_variable: str) -> int | None:
-    """Start the exporter on the port `port_variable` names (on METRICS_ADDR, loopback by default).
-
-    Unset or empty: no exporter. Returns the port.
-    """
-    value = os.environ.get(port_variable, "").strip()
-    if not value:
-        return None
-    port = int(value)
-    start_exporter(port, os.environ.get("METRICS_ADDR", "127.0.0.1").strip() or "127.0.0.1")
     return port
 
 

@@ -8,7 +8,6 @@ so ids in URLs cannot multiply the series.
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Flask, Response, g, request
@@ -19,12 +18,12 @@ from app.observability.metrics import HTTP_REQUEST_SECONDS, exposition
 TRACE_HEADER = "X-Request-Id"
 
 
-def metrics_on_public_listener() -> bool:
-    """False with METRICS_ON_WEB=0: then only the gunicorn master's WEB_METRICS_PORT serves them."""
-    return os.environ.get("METRICS_ON_WEB", "1").strip().lower() not in ("0", "false", "no")
+def install(app: Flask, *, metrics_on_web: bool, multiproc_dir: str | None) -> None:
+    """Trace ids and request metrics on every request; GET /metrics unless `metrics_on_web` is False.
 
+    Without it only the gunicorn master's WEB_METRICS_PORT serves them.
+    """
 
-def install(app: Flask) -> None:
     @app.before_request
     def _begin() -> None:
         g.started = time.perf_counter()
@@ -56,12 +55,11 @@ def install(app: Flask) -> None:
             if token is not None:
                 var.reset(token)
 
-    if metrics_on_public_listener():
+    if metrics_on_web:
         # No user token: Prometheus scrapes it. Keep it off the public
         # listener with METRICS_ON_WEB=0 and WEB_METRICS_PORT (docs/runbook.md).
+        def _metrics() -> Response:
+            body, content_type = exposition(multiproc_dir)
+            return Response(body, mimetype=None, content_type=content_type)
+
         app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
-
-
-def _metrics() -> Response:
-    body, content_type = exposition()
-    return Response(body, mimetype=None, content_type=content_type)

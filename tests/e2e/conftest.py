@@ -10,9 +10,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app import create_app, ensure_background_workers
 from app.api.auth import issue_token
+from app.config import ReferenceEngineSettings
+from app.factory import create_app
+from consumers.worker import ensure_background_workers
 from tests.conftest import TEST_TOKEN_POLICY, embedded_settings
+
+# The reference engine rejects amounts whose minor units end in these digits.
+REJECT_SUFFIX = "777"
 
 
 @pytest.fixture
@@ -20,10 +25,9 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     settings = embedded_settings(
         tmp_path,
         scanner_interval_seconds=0.5,
-        engine_reject_suffix="777",
     )
     flask_app = create_app(settings)
-    ensure_background_workers(flask_app)
+    ensure_background_workers(flask_app, ReferenceEngineSettings(reject_suffix=REJECT_SUFFIX))
     yield flask_app
     flask_app.extensions["background_workers"].shutdown()
     flask_app.extensions["internal_transfer"].close()

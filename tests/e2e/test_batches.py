@@ -13,11 +13,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app, ensure_background_workers
 from app.bootstrap import build
-from app.config import Settings
+from app.config import ReferenceEngineSettings, Settings
+from app.factory import create_app
+from consumers.worker import ensure_background_workers
 from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, random_user_id
-from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
+from tests.e2e.conftest import REJECT_SUFFIX, bearer, deposit, json_of, transfer_body
 
 BATCH = "/api/v1/user/internal_transfer/batch"
 TRANSFERS = "/api/v1/user/internal_transfer"
@@ -34,11 +35,10 @@ def batch_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]
         scanner_interval_seconds=0.5,
         # The race below sends many requests of one user at once; rate limits have their own tests.
         transfer_rate_limit="1000000 per second",
-        engine_reject_suffix="777",
     )
     ledger = request.getfixturevalue("tigerbeetle_ledger") if request.param == "tigerbeetle" else None
     flask_app = create_app(container=build(settings, ledger=ledger))
-    ensure_background_workers(flask_app)
+    ensure_background_workers(flask_app, ReferenceEngineSettings(reject_suffix=REJECT_SUFFIX))
     yield flask_app
     flask_app.extensions["background_workers"].shutdown()
     flask_app.extensions["internal_transfer"].close()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from app import create_app
 from app.config import PROJECT_ROOT, Settings
+from app.factory import create_app
 from tests.support.processes import free_port, service_env
 
 

@@ -13,10 +13,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app, ensure_background_workers
 from app.bootstrap import build
 from app.domain.account_model import Direction
 from app.domain.limits import QuotaKey, utc_day
+from app.factory import create_app
+from consumers.worker import ensure_background_workers
 from tests.conftest import embedded_settings, random_user_id
 from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
 

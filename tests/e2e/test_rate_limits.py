@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
+from app.factory import create_app
 from tests.conftest import embedded_settings
 from tests.e2e.conftest import bearer, deposit, json_of, transfer_body
 

@@ -13,8 +13,8 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from app import create_app
 from app.cli import deposit, token, transfers
+from app.factory import create_app
 from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET, embedded_settings
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
+from app.adapters.instrumented import instrumented
 from app.domain.transfer import Outcome
 from app.logging_setup import REDACTED, ContextFilter, make_formatter, scrub
 from app.observability.context import (
@@ -19,7 +20,6 @@ from app.observability.context import (
     trace_id_from_header,
     valid_trace_id,
 )
-from app.observability.instrumented import instrumented
 from app.ports.bus import EngineRequest, EngineResult
 from app.ports.errors import DependencyUnavailable
 
