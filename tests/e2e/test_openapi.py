@@ -98,3 +98,21 @@ def test_the_batch_routes_are_in_the_spec(client: FlaskClient) -> None:
     get = spec["paths"]["/api/v1/user/internal_transfer/batch/{batch_id}"]["get"]
     assert {"200", "401", "404"} <= set(get["responses"])
     assert spec["components"]["schemas"]["Batch"]["properties"]["legs"]["items"]["$ref"].endswith("/Transfer")
+
+
+def test_the_docs_pages_load_every_file_from_this_service(client: FlaskClient) -> None:
+    # What test_docs_browser.py proves in a browser, in milliseconds: each page's scripts and
+    # styles are served here, from the pinned packages (app/api/docs_assets.py), not from a CDN.
+    for page, expected in (("/docs", 3), ("/redoc", 1)):
+        html = client.get(page).get_data(as_text=True)
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert len(urls) == expected, (page, urls)
+        for url in urls:
+            assert url.startswith("/docs-assets/"), (page, url)
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert len(asset.get_data()) > 100_000, url  # the real bundle, not a stub
+            assert asset.mimetype in ("text/javascript", "application/javascript", "text/css"), (url, asset.mimetype)
+    missing = client.get("/docs-assets/swagger-ui/../../app/config.py")
+    assert missing.status_code == 404
+    assert json_of(missing)["error"]["code"] == "NOT_FOUND"
