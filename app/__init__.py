@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     api.register_converter(TransferIdSegment, transfer_id_segment_schema)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
-    api.document_assets([asset.symbol for asset in app.extensions["internal_transfer"].catalog])
+    api.document_catalog(app.extensions["internal_transfer"].catalog)
     for blueprint in (transfers.blp, batches.blp, accounts.blp, admin.blp, limits.user_blp, limits.admin_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
