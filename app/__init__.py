@@ -111,11 +111,12 @@ def refuse_requests_beyond_loopback(app: Flask, settings: Settings) -> None:
     from flask import request
 
     from app.api.errors import error_response
+    from app.domain.errors import PermissionDenied
 
     @app.before_request
     def _loopback_only() -> Response | None:
         try:
             settings.check_listen_addresses([request.environ.get("SERVER_NAME", "")])
         except RuntimeError as exc:
-            return error_response(403, "PERMISSION_DENIED", str(exc))
+            return error_response(PermissionDenied(str(exc)))
         return None

@@ -12,7 +12,7 @@ from app.api.container import container
 from app.api.path_ids import path_id
 from app.api.schemas import ASSET, REASON
 from app.domain.account_model import Direction
-from app.domain.errors import NotFound, OverrideConflict, UnsupportedAsset
+from app.domain.errors import InvalidAmount, InvalidPrecision, NotFound, OverrideConflict, UnsupportedAsset
 from app.domain.limits import LimitOverride, LimitUsage, day_start, utc_day
 from app.services.limits import LimitService
 
@@ -131,7 +131,7 @@ def user_limits_view(service: LimitService, uid: int) -> dict[str, Any]:
 
 
 @admin_blp.route("/users/<user_id>/limits", methods=["POST"])
-@raises(NotFound, UnsupportedAsset, OverrideConflict)
+@raises(NotFound, UnsupportedAsset, InvalidAmount, InvalidPrecision, OverrideConflict)
 @admin_blp.arguments(LimitOverrideRequestSchema)
 @admin_blp.response(201, UserLimitsSchema)
 def set_user_limit(body: dict[str, Any], user_id: str) -> dict[str, Any]:

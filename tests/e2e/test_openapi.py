@@ -7,7 +7,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from app.domain.errors import all_codes
+from app.api.errors import all_codes
 from tests.e2e.conftest import json_of
 
 BODY_METHODS = {"post", "put", "patch"}
