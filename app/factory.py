@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     api.register_converter(TransferIdSegment, transfer_id_segment_schema)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
-    api.document_assets([asset.symbol for asset in app.extensions["internal_transfer"].catalog])
+    api.document_catalog(app.extensions["internal_transfer"].catalog)
     for blueprint in (transfers.blp, batches.blp, accounts.blp, admin.blp, limits.user_blp, limits.admin_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
@@ -94,11 +94,12 @@ def refuse_requests_beyond_loopback(app: Flask, settings: Settings) -> None:
     from flask import request
 
     from app.api.errors import error_response
+    from app.domain.errors import PermissionDenied
 
     @app.before_request
     def _loopback_only() -> Response | None:
         try:
             settings.check_listen_addresses([request.environ.get("SERVER_NAME", "")])
         except RuntimeError as exc:
-            return error_response(403, "PERMISSION_DENIED", str(exc))
+            return error_response(PermissionDenied(str(exc)))
         return None

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.api.auth import current_principal
-from app.api.blueprint import Blueprint, raises, takes_idempotency_key
+from app.api.blueprint import AMOUNT_ERRORS, Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.path_ids import path_id
@@ -25,11 +25,8 @@ from app.api.schemas import (
 from app.domain.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
-    InvalidAmount,
-    InvalidPrecision,
     NotFound,
     NotPending,
-    UnsupportedAsset,
 )
 from app.domain.transfer import Status
 from app.services.operations import report_row
@@ -44,7 +41,7 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Oper
     description="The Idempotency-Key is required and credits at most once; every replay answers 201 with the"
     " same deposit. The operator and the reason go into the deposit audit.",
 )
-@raises(InvalidAmount, InvalidPrecision, UnsupportedAsset, IdempotencyKeyReused)
+@raises(*AMOUNT_ERRORS, IdempotencyKeyReused)
 @takes_idempotency_key(required=True)
 @blp.arguments(DepositRequestSchema)
 @blp.response(201, DepositSchema)

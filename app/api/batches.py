@@ -8,7 +8,7 @@ from flask import url_for
 from flask.views import MethodView
 
 from app.api.auth import current_principal
-from app.api.blueprint import Blueprint, raises, takes_idempotency_key
+from app.api.blueprint import TRANSFER_ERRORS, Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.path_ids import path_id
@@ -16,22 +16,7 @@ from app.api.presenters import rfc3339, transfer_view
 from app.api.schemas import BatchRequestSchema, BatchSchema
 from app.domain.assets import AssetCatalog
 from app.domain.batch import BatchCommand, BatchStatus
-from app.domain.errors import (
-    AmountTooLarge,
-    AmountTooSmall,
-    AssetMismatch,
-    DailyLimitExceeded,
-    IdempotencyKeyReused,
-    InsufficientBalance,
-    InvalidAccountType,
-    InvalidAmount,
-    InvalidPrecision,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    SameAccount,
-    UnsupportedAsset,
-)
+from app.domain.errors import NotFound
 from app.services.batches import BatchView
 from app.services.transfers import build_command
 
@@ -57,21 +42,7 @@ def batch_view(view: BatchView, catalog: AssetCatalog) -> dict[str, Any]:
 
 @blp.route("")
 class Batches(MethodView):
-    @raises(
-        InvalidAmount,
-        InvalidPrecision,
-        AmountTooSmall,
-        AmountTooLarge,
-        UnsupportedAsset,
-        AssetMismatch,
-        InvalidAccountType,
-        SameAccount,
-        PermissionDenied,
-        IdempotencyKeyReused,
-        InsufficientBalance,
-        DailyLimitExceeded,
-        RateLimited,
-    )
+    @raises(*TRANSFER_ERRORS)
     @takes_idempotency_key(required=False)
     @blp.arguments(BatchRequestSchema)
     @blp.response(

@@ -25,14 +25,23 @@ from webargs.flaskparser import FlaskParser
 
 from app.api import body
 from app.api.auth import authenticate, authorize_operator
+from app.api.errors import PayloadTooLarge, RateLimited, ServiceUnavailable, UnsupportedMediaType, status_of
 from app.api.schemas import ApiErrorSchema
 from app.domain.errors import (
+    AmountTooLarge,
+    AmountTooSmall,
+    AssetMismatch,
+    DailyLimitExceeded,
     DomainError,
-    PayloadTooLarge,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    InvalidAccountType,
+    InvalidAmount,
+    InvalidPrecision,
     PermissionDenied,
-    ServiceUnavailable,
+    SameAccount,
     Unauthenticated,
-    UnsupportedMediaType,
+    UnsupportedAsset,
     ValidationFailed,
 )
 
@@ -60,6 +69,30 @@ def _apidoc(func: Any) -> dict[str, Any]:
     func._apidoc = deepcopy(getattr(func, "_apidoc", {}))
     doc: dict[str, Any] = func._apidoc
     return doc
+
+
+# The errors of a family of routes, each family declared once (the guard's own are added by the Blueprint).
+# An amount of an asset (app/domain/money.py): transfers, their batches' legs, deposits.
+AMOUNT_ERRORS: tuple[type[DomainError], ...] = (
+    UnsupportedAsset,
+    InvalidAmount,
+    InvalidPrecision,
+    AmountTooSmall,
+    AmountTooLarge,
+)
+# Moving funds between the caller's own accounts, alone or in a batch (app/services/transfers.py
+# build_command, the lock and its daily quota), rate-limited per user (app/api/rate_limits.py).
+TRANSFER_ERRORS: tuple[type[DomainError], ...] = (
+    *AMOUNT_ERRORS,
+    AssetMismatch,
+    InvalidAccountType,
+    SameAccount,
+    PermissionDenied,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    DailyLimitExceeded,
+    RateLimited,
+)
 
 
 def raises(*errors: type[DomainError]) -> Callable[[F], F]:
@@ -146,7 +179,10 @@ class Blueprint(flask_smorest.Blueprint):
             errors.append(ValidationFailed)
         by_status: dict[int, list[type[DomainError]]] = defaultdict(list)
         for error in errors:
-            by_status[error.http_status].append(error)
+            status = status_of(error)
+            if status is None:
+                raise TypeError(f"{error.__name__} has no HTTP status (app/api/errors.py)")
+            by_status[status].append(error)
         responses = doc.setdefault("responses", {})
         for status, group in by_status.items():
             responses.pop(status, None)  # flask-smorest's own entry (e.g. the arguments' 400), replaced

@@ -14,7 +14,8 @@ from typing import Any
 
 from flask import Flask, request
 
-from app.domain.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.api.errors import PayloadTooLarge, UnsupportedMediaType
+from app.domain.errors import ValidationFailed
 
 # The largest real request (a transfer) is under 400 bytes; 64 KiB leaves
 # room for any client's formatting and still bounds what one request can

@@ -10,24 +10,24 @@ The message is ours, never gunicorn's, which quotes the client's raw input.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from app.domain.errors import (
-    DomainError,
+from app.api.errors import (
     ExpectationFailed,
     HeadersTooLarge,
     InternalError,
-    PermissionDenied,
     TransferCodingNotImplemented,
     UriTooLong,
-    ValidationFailed,
+    render,
 )
+from app.domain.errors import DomainError, PermissionDenied, ValidationFailed
 
+# gunicorn's status -> the error it means, with our message (never gunicorn's, which quotes the input).
 _BY_STATUS: dict[int, tuple[type[DomainError], str]] = {
     400: (ValidationFailed, "the request is not valid HTTP"),
     403: (PermissionDenied, "the request is forbidden"),
@@ -42,18 +42,16 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ")
 
 
 def json_error_response(raw: bytes) -> bytes:
-    """gunicorn's HTML error response, rewritten with the same status and a JSON body."""
+    """gunicorn's HTML error response, rewritten as the same error, rendered like every other."""
     found = _STATUS_LINE.match(raw)
     status = int(found.group(1)) if found else 500
     cls, message = _BY_STATUS.get(status) or (_BY_STATUS[400] if 400 <= status < 500 else _BY_STATUS[500])
-    body = json.dumps({"error": {"code": cls.code, "message": message, "details": {}}}).encode()
-    head = (
-        f"HTTP/1.1 {cls.http_status} {cls.code.replace('_', ' ').title()}\r\n"
-        "Connection: close\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+    answer = render(cls(message))
+    headers = {**answer.headers, "Connection": "close", "Content-Length": str(len(answer.body))}
+    head = f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
     )
-    return head.encode("latin-1") + body
+    return (head + "\r\n").encode("latin-1") + answer.body
 
 
 class _RewritingSocket:

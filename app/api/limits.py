@@ -10,9 +10,9 @@ from app.api.auth import current_principal
 from app.api.blueprint import Blueprint, raises
 from app.api.container import container
 from app.api.path_ids import path_id
-from app.api.schemas import ASSET
+from app.api.schemas import ASSET, REASON
 from app.domain.account_model import Direction
-from app.domain.errors import NotFound, OverrideConflict, UnsupportedAsset
+from app.domain.errors import InvalidAmount, InvalidPrecision, NotFound, OverrideConflict, UnsupportedAsset
 from app.domain.limits import LimitOverride, LimitUsage, day_start, utc_day
 from app.services.limits import LimitService
 
@@ -64,8 +64,9 @@ class LimitOverrideRequestSchema(Schema):
 
     asset = fields.String(required=True, metadata=ASSET)
     direction = fields.String(required=True, validate=validate.OneOf([d.value for d in Direction]))
+    # Its pattern depends on the asset's decimals: app/api/openapi.py adds it.
     limit = fields.String(required=True, metadata={**_DECIMAL, "description": "the new daily limit; 0 blocks"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500), metadata=REASON)
 
 
 def _usage_view(service: LimitService, items: list[LimitUsage]) -> list[dict[str, Any]]:
@@ -130,7 +131,7 @@ def user_limits_view(service: LimitService, uid: int) -> dict[str, Any]:
 
 
 @admin_blp.route("/users/<user_id>/limits", methods=["POST"])
-@raises(NotFound, UnsupportedAsset, OverrideConflict)
+@raises(NotFound, UnsupportedAsset, InvalidAmount, InvalidPrecision, OverrideConflict)
 @admin_blp.arguments(LimitOverrideRequestSchema)
 @admin_blp.response(201, UserLimitsSchema)
 def set_user_limit(body: dict[str, Any], user_id: str) -> dict[str, Any]:

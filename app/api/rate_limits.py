@@ -17,7 +17,7 @@ from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 
 from app.api.auth import _principal_from_request, checked_principal
-from app.api.errors import error_response
+from app.api.errors import RateLimited, error_response
 from app.domain.errors import DomainError
 
 TRANSFER_ENDPOINT = "internal_transfer.InternalTransfers"
@@ -42,8 +42,10 @@ def _too_many(limit: RequestLimit | None) -> Response:
     retry_after = max(1, math.ceil(reset_at - time.time()))
     # Flask-Limiter's own headers (X-RateLimit-*, and Retry-After, rounded its
     # way) are added after this; the header, not the body, says when to retry.
-    details: dict[str, object] = {"limit": str(limit.limit)} if limit is not None else {}
-    response = error_response(429, "RATE_LIMITED", "too many transfer requests; retry after the given seconds", details)
+    error = RateLimited("too many transfer requests; retry after the given seconds")
+    if limit is not None:
+        error.details["limit"] = str(limit.limit)
+    response = error_response(error)
     response.headers["Retry-After"] = str(retry_after)
     return response
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from app.api.patterns import NON_BLANK
 from app.domain.money import MAX_AMOUNT_CHARS
 from app.domain.transfer import Status
 
 # Amounts the service sends: balances may be zero.
 _DECIMAL = {"type": "string", "pattern": r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", "example": "100.00000000"}
-# Amounts a client sends: a positive plain decimal, so "0" and "0.000" are excluded
-# (written without a lookahead, which not every OpenAPI tool's regex supports).
+# Amounts a client sends: a plain positive decimal string. Its pattern depends on the
+# asset (decimals, minimum, maximum): app/api/openapi.py adds it per asset.
 _POSITIVE_DECIMAL = {
     "type": "string",
-    "pattern": r"^(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)$",
     "maxLength": MAX_AMOUNT_CHARS,
     "example": "100.00000000",
-    "description": "a plain positive decimal string, at most the asset's decimals",
+    "description": "a plain positive decimal string, at most the asset's decimals, within its limits",
 }
+# Reasons go into audit trails: one that is blank once stripped is refused.
+REASON = {"pattern": NON_BLANK, "description": "why, for the audit trail; not blank"}
 # The spec lists the symbols of the running catalogue (app/api/openapi.py fills the enum).
 ASSET = {"asset_symbol": True, "example": "USDT"}
 
@@ -67,7 +69,8 @@ class HistoryQuerySchema(Schema):
         unknown = RAISE
 
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(load_default=None)
+    # Opaque: only a cursor a page returned is valid (the spec can state no more than "not empty").
+    cursor = fields.String(load_default=None, validate=validate.Length(min=1))
     status = fields.String(load_default=None, validate=validate.OneOf([s.value for s in Status]))
     asset = fields.String(load_default=None, metadata=ASSET)
 
@@ -107,7 +110,7 @@ class DepositRequestSchema(Schema):
     asset = fields.String(required=True, metadata=ASSET)
     amount = fields.Raw(required=True, metadata=_POSITIVE_DECIMAL)
     # Why the money is credited: kept in the deposit audit with the operator.
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500), metadata=REASON)
 
 
 class DepositSchema(Schema):
@@ -131,7 +134,7 @@ class OperatorActionSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500), metadata=REASON)
 
 
 MAX_OLDER_THAN_SECONDS = 366 * 24 * 3600

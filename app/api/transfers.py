@@ -8,7 +8,7 @@ from flask import url_for
 from flask.views import MethodView
 
 from app.api.auth import current_principal
-from app.api.blueprint import Blueprint, raises, takes_idempotency_key
+from app.api.blueprint import TRANSFER_ERRORS, Blueprint, raises, takes_idempotency_key
 from app.api.container import container
 from app.api.idempotency import idempotency_key
 from app.api.path_ids import path_id
@@ -19,22 +19,7 @@ from app.api.schemas import (
     TransferRequestSchema,
     TransferSchema,
 )
-from app.domain.errors import (
-    AmountTooLarge,
-    AmountTooSmall,
-    AssetMismatch,
-    DailyLimitExceeded,
-    IdempotencyKeyReused,
-    InsufficientBalance,
-    InvalidAccountType,
-    InvalidAmount,
-    InvalidPrecision,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    SameAccount,
-    UnsupportedAsset,
-)
+from app.domain.errors import InsufficientBalance, NotFound
 from app.domain.transfer import FailureReason, Status, Transfer
 from app.services.transfers import build_command
 
@@ -50,21 +35,7 @@ blp = Blueprint(
 
 @blp.route("")
 class InternalTransfers(MethodView):
-    @raises(
-        InvalidAmount,
-        InvalidPrecision,
-        AmountTooSmall,
-        AmountTooLarge,
-        UnsupportedAsset,
-        AssetMismatch,
-        InvalidAccountType,
-        SameAccount,
-        PermissionDenied,
-        IdempotencyKeyReused,
-        InsufficientBalance,
-        DailyLimitExceeded,
-        RateLimited,
-    )
+    @raises(*TRANSFER_ERRORS)
     @takes_idempotency_key(required=False)
     @blp.arguments(TransferRequestSchema)
     @blp.response(

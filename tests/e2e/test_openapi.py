@@ -7,7 +7,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from app.domain.errors import all_codes
+from app.api.errors import all_codes
 from tests.e2e.conftest import json_of
 
 BODY_METHODS = {"post", "put", "patch"}
@@ -79,11 +79,46 @@ def test_the_specific_truths(client: FlaskClient) -> None:
 
     account = spec["components"]["schemas"]["AccountRef"]["properties"]
     assert account["asset"]["enum"] == ["BTC", "ETH", "USDT"]
-    pattern = re.compile(spec["components"]["schemas"]["TransferRequest"]["properties"]["amount"]["pattern"])
-    for refused in ("0", "0.0", "00", "01", "-1", "1e3", " 1", "1."):
-        assert not pattern.search(refused), refused
-    for accepted in ("1", "0.5", "100.00000000", "0.00000001", "10"):
-        assert pattern.search(accepted), accepted
+
+
+def test_a_transfer_request_is_one_asset_from_one_account_type_to_the_other(client: FlaskClient) -> None:
+    variants = json_of(client.get("/openapi.json"))["components"]["schemas"]["TransferRequest"]["oneOf"]
+    pairs = set()
+    for variant in variants:
+        assert variant["additionalProperties"] is False
+        assert set(variant["required"]) == {"from_account", "to_account", "amount"}
+        source, target = (variant["properties"][side]["properties"] for side in ("from_account", "to_account"))
+        assert source["asset"]["enum"] == target["asset"]["enum"]  # no variant holds an ASSET_MISMATCH
+        pairs.add((source["account_type"]["enum"][0], target["account_type"]["enum"][0], source["asset"]["enum"][0]))
+        pattern = re.compile(variant["properties"]["amount"]["pattern"])
+        for refused in ("0", "0.0", "00", "01", "-1", "1e3", " 1", "1.", "1.000000001", "100000001"):
+            assert not pattern.search(refused), refused
+        for accepted in ("1", "0.5", "100.00000000", "0.00000001", "10"):
+            assert pattern.search(accepted), accepted
+    # SAME_ACCOUNT is not expressible: exactly the two directions, for every asset.
+    assert pairs == {
+        (a, b, asset) for a, b in (("funding", "spot"), ("spot", "funding")) for asset in ("BTC", "ETH", "USDT")
+    }
+    btc = next(v for v in variants if v["title"] == "BTC, funding to spot")
+    assert re.search(btc["properties"]["amount"]["pattern"], "10000")
+    assert not re.search(btc["properties"]["amount"]["pattern"], "10000.00000001")  # BTC's maximum
+
+
+def test_the_other_request_rules_are_in_the_spec(client: FlaskClient) -> None:
+    schemas = json_of(client.get("/openapi.json"))["components"]["schemas"]
+    deposits = {v["properties"]["asset"]["enum"][0]: v for v in schemas["DepositRequest"]["oneOf"]}
+    assert set(deposits) == {"BTC", "ETH", "USDT"}
+    assert not re.search(deposits["BTC"]["properties"]["amount"]["pattern"], "0.000000001")
+    limit = re.compile(schemas["LimitOverrideRequest"]["properties"]["limit"]["pattern"])
+    assert limit.search("0") and limit.search("0.000") and limit.search("1000.5")
+    assert not limit.search("") and not limit.search("1.000000001")
+    for name in ("DepositRequest", "OperatorAction", "LimitOverrideRequest"):
+        schema = schemas[name]["oneOf"][0] if "oneOf" in schemas[name] else schemas[name]
+        reason = re.compile(schema["properties"]["reason"]["pattern"])
+        assert reason.search(" why ") and not reason.search(" \t\u3000"), name
+    history = json_of(client.get("/openapi.json"))["paths"]["/api/v1/user/internal_transfer/history"]["get"]
+    cursor = next(p for p in history["parameters"] if p["name"] == "cursor")
+    assert cursor["schema"]["minLength"] == 1
 
 
 def test_the_batch_routes_are_in_the_spec(client: FlaskClient) -> None:
@@ -98,3 +133,21 @@ def test_the_batch_routes_are_in_the_spec(client: FlaskClient) -> None:
     get = spec["paths"]["/api/v1/user/internal_transfer/batch/{batch_id}"]["get"]
     assert {"200", "401", "404"} <= set(get["responses"])
     assert spec["components"]["schemas"]["Batch"]["properties"]["legs"]["items"]["$ref"].endswith("/Transfer")
+
+
+def test_the_docs_pages_load_every_file_from_this_service(client: FlaskClient) -> None:
+    # What test_docs_browser.py proves in a browser, in milliseconds: each page's scripts and
+    # styles are served here, from the pinned packages (app/api/docs_assets.py), not from a CDN.
+    for page, expected in (("/docs", 3), ("/redoc", 1)):
+        html = client.get(page).get_data(as_text=True)
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert len(urls) == expected, (page, urls)
+        for url in urls:
+            assert url.startswith("/docs-assets/"), (page, url)
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert len(asset.get_data()) > 100_000, url  # the real bundle, not a stub
+            assert asset.mimetype in ("text/javascript", "application/javascript", "text/css"), (url, asset.mimetype)
+    missing = client.get("/docs-assets/swagger-ui/../../app/config.py")
+    assert missing.status_code == 404
+    assert json_of(missing)["error"]["code"] == "NOT_FOUND"
