@@ -20,6 +20,7 @@ from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
 from app.services.batches import BatchService
+from app.services.dependencies import Dependencies
 from app.services.events import EventDispatcher, EventRelay
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
@@ -171,9 +172,10 @@ def build(
     # The services see the backends through a proxy that times each call
     # (dependency metrics); the container keeps the adapters themselves.
     timed_store, timed_ledger = instrumented(store, "store"), instrumented(ledger, "ledger")
-    limits = LimitService(timed_store, timed_ledger, catalog, defaults, utc_now)
-    # Every durable status write hands its events to the dispatcher (docs/events.md).
     timed_bus = instrumented(bus, "bus")
+    deps = Dependencies.over(catalog, ids, timed_store, timed_ledger, timed_bus)
+    limits = LimitService(deps.overrides, deps.quotas, catalog, defaults, utc_now)
+    # Every durable status write hands its events to the dispatcher (docs/events.md).
     relay: EventRelay | None = None
     dispatcher: EventDispatcher | None = None
     if settings.embedded_bus and not settings.store_url.startswith("sqlite:"):
@@ -182,10 +184,10 @@ def build(
         # nobody got. They stay in the outbox for the relay of a process on the real bus.
         log.info("in-process bus over a shared store: events are left to the relay of the real bus")
     else:
-        dispatcher = EventDispatcher(timed_store, timed_bus)
+        dispatcher = EventDispatcher(deps.outbox, deps.bus)
         store.outbox_listener = dispatcher
-        relay = EventRelay(timed_store, timed_bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
-    transfers = TransferService(timed_store, timed_ledger, instrumented(bus, "bus"), catalog, ids, limits)
+        relay = EventRelay(deps.outbox, deps.bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
+    transfers = TransferService(deps, limits)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
         resend_after=timedelta(seconds=settings.resend_after_seconds),

@@ -673,6 +673,10 @@ class CassandraTransferStore(TransferStore):
             for row in rows
         ]
 
+    def _written(self, entries: Sequence[OutboxEntry]) -> None:
+        if entries and self.outbox_listener is not None:
+            self.outbox_listener(entries)
+
     def ping(self) -> None:
         self.db.run("SELECT release_version FROM system.local")
 

@@ -54,6 +54,10 @@ class CassandraWorkerIdLeases(WorkerIdLeases):
                     self._prepared[cql] = prepared
             return session.execute(prepared, params)
 
+    def close(self) -> None:
+        # The session is the store's: the store closes it.
+        return None
+
     def holders(self) -> list[LeaseRecord]:
         rows = self._run(f"SELECT {_COLUMNS} FROM {{ks}}.worker_id_leases")
         return sorted((_record(row) for row in rows), key=lambda record: record.worker_id)

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from app.adapters.opened_quotas import OpenedQuotas, resolve_limit
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
@@ -53,10 +54,8 @@ from app.ports.ledger import (
     LedgerState,
     LimitSource,
     LockOutcome,
-    OpenedQuotas,
     Resolution,
     ResolveOutcome,
-    resolve_limit,
 )
 
 _SCHEMA = """
@@ -521,6 +520,10 @@ class EmbeddedLedger(Ledger):
     def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
         with self._db.transaction() as conn:
             return [self._resolve(conn, r.transfer, r.asset, _Kind.POST if r.post else _Kind.VOID) for r in resolutions]
+
+    def resolve_batch(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        # One transaction: every leg's resolution lands, or (on any error) none does.
+        return self.resolve_many(resolutions)
 
     # -- daily quotas -------------------------------------------------------
 

@@ -18,9 +18,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from app.adapters.bus_delivery import BatchDelivery, DeliveryPolicy, Polled
+from app.adapters.bus_messages import encode_request, encode_result
 from app.domain.events import StatusEvent
 from app.ports.bus import (
     AnyEngineRequest,
@@ -34,15 +35,7 @@ from app.ports.bus import (
 log = logging.getLogger(__name__)
 
 
-class _Encodable(Protocol):
-    # Read-only, as on the frozen message dataclasses.
-    @property
-    def request_id(self) -> int: ...
-
-    def to_message(self) -> dict[str, object]: ...
-
-
-Message = TypeVar("Message", bound=_Encodable)
+Message = TypeVar("Message")
 
 # How long one read waits for records: also how quickly a consumer notices `stop`.
 _POLL_SECONDS = 0.1
@@ -53,8 +46,10 @@ DLQ_SCHEMA_VERSION = 1
 class InProcessTopic(Generic[Message]):
     """An append-only log with one committed offset: a single partition, a single group."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, encode: Callable[[Message], dict[str, object]]) -> None:
         self.name = name
+        # The wire form, for a dead letter's payload (docs/messages.md).
+        self.encode = encode
         self._records: deque[Message] = deque()
         self._first_offset = 0  # offset of _records[0]: everything before is committed and gone
         self._changed = threading.Condition()
@@ -89,8 +84,8 @@ class InProcessLink:
     """The two topics both ends share, and what was dead-lettered from them."""
 
     def __init__(self) -> None:
-        self.requests: InProcessTopic[AnyEngineRequest] = InProcessTopic("internal_transfer.requests")
-        self.results: InProcessTopic[EngineResult] = InProcessTopic("internal_transfer.results")
+        self.requests: InProcessTopic[AnyEngineRequest] = InProcessTopic("internal_transfer.requests", encode_request)
+        self.results: InProcessTopic[EngineResult] = InProcessTopic("internal_transfer.results", encode_result)
         # The same JSON shape as Kafka's DLQ records (docs/messages.md), minus the Kafka-only fields.
         self.dead_letters: list[dict[str, object]] = []
         self._dead_letters_lock = threading.Lock()
@@ -98,23 +93,23 @@ class InProcessLink:
         self.event_subscribers: list[Callable[[StatusEvent], None]] = []
 
     def dead_letter(
-        self, topic: str, offset: int, message: _Encodable | None, kind: str, error: str, attempts: int
+        self, topic: InProcessTopic[Message], offset: int, message: Message | None, kind: str, error: str, attempts: int
     ) -> bool:
         letter: dict[str, object] = {
             "schema_version": DLQ_SCHEMA_VERSION,
             "kind": kind,
             "error": error,
             "attempts": attempts,
-            "source_topic": topic,
+            "source_topic": topic.name,
             "source_partition": _PARTITION,
             "source_offset": offset,
             # In-process messages are objects, never undecodable bytes: None cannot happen here.
-            "payload": None if message is None else json.dumps(message.to_message(), sort_keys=True),
+            "payload": None if message is None else json.dumps(topic.encode(message), sort_keys=True),
             "dead_lettered_at": datetime.now(UTC).isoformat(),
         }
         with self._dead_letters_lock:
             self.dead_letters.append(letter)
-        log.error("dead-lettered %s@%d: %s", topic, offset, error)
+        log.error("dead-lettered %s@%d: %s", topic.name, offset, error)
         return True
 
 
@@ -122,6 +117,10 @@ class _InProcessEnd:
     def __init__(self, link: InProcessLink, policy: DeliveryPolicy) -> None:
         self.link = link
         self.policy = policy
+
+    def close(self) -> None:
+        # Nothing to release: the link lives as long as the process.
+        return None
 
     def _consume(
         self, topic: InProcessTopic[Message], handler: Callable[[Sequence[Message]], None], stop: threading.Event
@@ -141,7 +140,7 @@ class _InProcessEnd:
             handler,
             self.policy,
             lambda polled, kind, error, attempts: self.link.dead_letter(
-                topic.name, polled.offset, polled.message, kind, error, attempts
+                topic, polled.offset, polled.message, kind, error, attempts
             ),
             topic.name,
         )

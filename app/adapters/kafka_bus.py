@@ -47,6 +47,7 @@ from kafka.structs import OffsetAndMetadata
 
 from app.adapters.backend_url import BackendUrl, flag
 from app.adapters.bus_delivery import Backoff, BatchDelivery, DeliveryPolicy, Polled
+from app.adapters.bus_messages import decode_request, decode_result, encode_request, encode_result
 from app.domain.events import StatusEvent
 from app.ports.bus import (
     AnyEngineRequest,
@@ -55,7 +56,6 @@ from app.ports.bus import (
     RequestBatchHandler,
     ResultBatchHandler,
     ServiceBus,
-    decode_request,
 )
 from app.ports.errors import DependencyUnavailable
 from app.services.crash_points import crash_point
@@ -596,7 +596,7 @@ class _KafkaEndpoint:
             message = stream.decode(_decode_body(record.value))
         except _Malformed as exc:
             return Polled(tp, record.offset, None, str(exc), record)
-        except Exception as exc:  # from_message: wrong schema_version, unknown outcome, missing fields...
+        except Exception as exc:  # decoding: wrong schema_version, unknown outcome, missing fields...
             return Polled(tp, record.offset, None, f"{type(exc).__name__}: {exc}", record)
         return Polled(tp, record.offset, message, None, record)
 
@@ -720,7 +720,7 @@ class KafkaServiceBus(_KafkaEndpoint, ServiceBus):
         return cls(KafkaBusConfig.from_url(url))
 
     def publish_request(self, request: AnyEngineRequest) -> None:
-        self._send(self.topics.requests, str(request.user_id).encode("utf-8"), _encode(request.to_message()))
+        self._send(self.topics.requests, str(request.user_id).encode("utf-8"), _encode(encode_request(request)))
 
     def publish_events(self, events: Sequence[StatusEvent]) -> None:
         records = [(str(e.request_id).encode(), _encode(e.to_message())) for e in events]
@@ -728,7 +728,7 @@ class KafkaServiceBus(_KafkaEndpoint, ServiceBus):
             self._send_all(self.topics.events, records)
 
     def consume_results(self, handler: ResultBatchHandler, stop: threading.Event) -> None:
-        stream = _Stream(self.topics.results, self.topics.results_dlq, self.config.group, EngineResult.from_message)
+        stream = _Stream(self.topics.results, self.topics.results_dlq, self.config.group, decode_result)
         self._consume(stream, handler, stop)
 
     def engine_side(self) -> KafkaEngineBus:
@@ -750,5 +750,5 @@ class KafkaEngineBus(_KafkaEndpoint, EngineBus):
     def publish_results(self, results: Sequence[EngineResult]) -> None:
         if not results:
             return
-        records = [(str(r.request_id).encode("utf-8"), _encode(r.to_message())) for r in results]
+        records = [(str(r.request_id).encode("utf-8"), _encode(encode_result(r))) for r in results]
         self._send_all(self.topics.results, records)

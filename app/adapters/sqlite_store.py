@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from app.adapters.sqlite_util import SqliteDatabase
@@ -115,6 +115,10 @@ def _row_to_deposit(row: sqlite3.Row) -> DepositAudit:
         idempotency_key=row["idempotency_key"],
         at=datetime.fromisoformat(row["at"]),
     )
+
+
+def _already_done() -> None:
+    return None
 
 
 class SqliteTransferStore(TransferStore):
@@ -241,6 +245,23 @@ class SqliteTransferStore(TransferStore):
         with self._db.reading() as conn:
             row = conn.execute("SELECT * FROM transfers WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else _row_to_transfer(row)
+
+    def get_many(self, request_ids: Sequence[int]) -> dict[int, Transfer]:
+        ids = list(dict.fromkeys(request_ids))
+        found: dict[int, Transfer] = {}
+        with self._db.reading() as conn:
+            # In chunks: SQLite caps the number of parameters of one statement.
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT * FROM transfers WHERE request_id IN ({marks})", chunk):
+                    found[row["request_id"]] = _row_to_transfer(row)
+        return found
+
+    def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
+        # SQLite writes synchronously: the write is done when this returns.
+        self.record_statuses(changes)
+        return _already_done
 
     def record_statuses(self, changes: Sequence[StatusChange]) -> None:
         entries: list[OutboxEntry] = []
@@ -425,6 +446,14 @@ class SqliteTransferStore(TransferStore):
             )
             for row in rows
         ]
+
+    def advance_open_set(self) -> int:
+        # The open set is a query over the transfers table: nothing to re-file.
+        return 0
+
+    def _written(self, entries: Sequence[OutboxEntry]) -> None:
+        if entries and self.outbox_listener is not None:
+            self.outbox_listener(entries)
 
     def ping(self) -> None:
         with self._db.reading() as conn:

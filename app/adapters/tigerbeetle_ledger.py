@@ -58,6 +58,7 @@ import tigerbeetle as tb
 from tigerbeetle.client import InitError
 
 from app.adapters.backend_url import BackendUrl
+from app.adapters.opened_quotas import OpenedQuotas, resolve_limit
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
     QUOTA_CODE_OF,
@@ -96,10 +97,8 @@ from app.ports.ledger import (
     LedgerState,
     LimitSource,
     LockOutcome,
-    OpenedQuotas,
     Resolution,
     ResolveOutcome,
-    resolve_limit,
 )
 
 log = logging.getLogger(__name__)

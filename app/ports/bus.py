@@ -1,4 +1,7 @@
-"""The link to the exchange's balance engine: requests out, results back."""
+"""The link to the exchange's balance engine: requests out, results back.
+
+The messages' wire form (docs/messages.md) is the adapters' business: app/adapters/bus_messages.py.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.events import StatusEvent
-from app.domain.ids import id_field
 from app.domain.transfer import Outcome
-from app.observability.context import valid_trace_id
-
-SCHEMA_VERSION = 1
-# A batch request or result (docs/messages.md, "Batches"): its own version, so
-# an engine that only knows version 1 dead-letters it instead of misreading it.
-BATCH_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -31,35 +27,6 @@ class EngineRequest:
     # The POST's trace id (its X-Request-Id), for the logs only; optional.
     trace_id: str | None = None
 
-    def to_message(self) -> dict[str, object]:
-        message: dict[str, object] = {
-            "schema_version": SCHEMA_VERSION,
-            "request_id": str(self.request_id),
-            "user_id": str(self.user_id),
-            "asset": self.asset,
-            "from_account_type": self.from_account_type,
-            "to_account_type": self.to_account_type,
-            "amount_units": str(self.amount_units),
-        }
-        if self.trace_id is not None:
-            message["trace_id"] = self.trace_id
-        return message
-
-    @classmethod
-    def from_message(cls, message: dict[str, object]) -> EngineRequest:
-        if message.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
-        return cls(
-            request_id=id_field(message, "request_id"),
-            user_id=id_field(message, "user_id"),
-            asset=str(message["asset"]),
-            from_account_type=str(message["from_account_type"]),
-            to_account_type=str(message["to_account_type"]),
-            amount_units=int(str(message["amount_units"])),
-            # Not a reason to dead-letter: an unusable trace id is dropped.
-            trace_id=valid_trace_id(message.get("trace_id")),
-        )
-
 
 @dataclass(frozen=True)
 class EngineLeg:
@@ -70,25 +37,6 @@ class EngineLeg:
     from_account_type: str
     to_account_type: str
     amount_units: int
-
-    def to_message(self) -> dict[str, object]:
-        return {
-            "request_id": str(self.request_id),
-            "asset": self.asset,
-            "from_account_type": self.from_account_type,
-            "to_account_type": self.to_account_type,
-            "amount_units": str(self.amount_units),
-        }
-
-    @classmethod
-    def from_message(cls, message: dict[str, object]) -> EngineLeg:
-        return cls(
-            request_id=id_field(message, "request_id"),
-            asset=str(message["asset"]),
-            from_account_type=str(message["from_account_type"]),
-            to_account_type=str(message["to_account_type"]),
-            amount_units=int(str(message["amount_units"])),
-        )
 
 
 @dataclass(frozen=True)
@@ -105,40 +53,8 @@ class EngineBatchRequest:
         # What the engine dedupes by and the bus logs: the batch's id (Snowflake, never a leg's).
         return self.batch_id
 
-    def to_message(self) -> dict[str, object]:
-        message: dict[str, object] = {
-            "schema_version": BATCH_SCHEMA_VERSION,
-            "batch_id": str(self.batch_id),
-            "user_id": str(self.user_id),
-            "legs": [leg.to_message() for leg in self.legs],
-        }
-        if self.trace_id is not None:
-            message["trace_id"] = self.trace_id
-        return message
-
-    @classmethod
-    def from_message(cls, message: dict[str, object]) -> EngineBatchRequest:
-        if message.get("schema_version") != BATCH_SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
-        legs = message.get("legs")
-        if not isinstance(legs, list) or not legs or not all(isinstance(leg, dict) for leg in legs):
-            raise ValueError("legs must be a non-empty list of objects")
-        return cls(
-            batch_id=id_field(message, "batch_id"),
-            user_id=id_field(message, "user_id"),
-            legs=tuple(EngineLeg.from_message(leg) for leg in legs),
-            trace_id=valid_trace_id(message.get("trace_id")),
-        )
-
 
 AnyEngineRequest = EngineRequest | EngineBatchRequest
-
-
-def decode_request(message: dict[str, object]) -> AnyEngineRequest:
-    """A request of either kind, told apart by its schema_version."""
-    if message.get("schema_version") == BATCH_SCHEMA_VERSION:
-        return EngineBatchRequest.from_message(message)
-    return EngineRequest.from_message(message)
 
 
 @dataclass(frozen=True)
@@ -150,36 +66,6 @@ class EngineResult:
     trace_id: str | None = None
     # The answer to a batch: `request_id` is then the batch's id, and the outcome every leg's.
     batch: bool = False
-
-    def to_message(self) -> dict[str, object]:
-        message: dict[str, object] = {
-            "schema_version": BATCH_SCHEMA_VERSION if self.batch else SCHEMA_VERSION,
-            "batch_id" if self.batch else "request_id": str(self.request_id),
-            "outcome": self.outcome.value,
-            "reason": self.reason,
-        }
-        if self.trace_id is not None:
-            message["trace_id"] = self.trace_id
-        return message
-
-    @classmethod
-    def from_message(cls, message: dict[str, object]) -> EngineResult:
-        batch = message.get("schema_version") == BATCH_SCHEMA_VERSION
-        if message.get("schema_version") != SCHEMA_VERSION and not batch:
-            raise ValueError(f"unsupported schema_version {message.get('schema_version')!r}")
-        outcome = message.get("outcome")
-        if not isinstance(outcome, str) or outcome not in Outcome.__members__.values():
-            raise ValueError(f"unknown outcome {outcome!r}")
-        reason = message.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise ValueError("reason must be a string or null")
-        return cls(
-            request_id=id_field(message, "batch_id" if batch else "request_id"),
-            outcome=Outcome(outcome),
-            reason=reason,
-            trace_id=valid_trace_id(message.get("trace_id")),
-            batch=batch,
-        )
 
 
 # A handler gets a batch of messages (in the order of their partitions,
@@ -218,8 +104,9 @@ class ServiceBus(abc.ABC):
     def ping(self) -> None:
         """Raise DependencyUnavailable unless the bus answers."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; adapters that hold none need not override."""
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; adapters that hold none do nothing."""
 
 
 class EngineBus(abc.ABC):
@@ -237,8 +124,6 @@ class EngineBus(abc.ABC):
         every copy of a request the same way, so sending them again is safe.
         """
 
-    def publish_result(self, result: EngineResult) -> None:
-        self.publish_results([result])
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; adapters that hold none need not override."""
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; adapters that hold none do nothing."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import abc
 import enum
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.limits import EffectiveLimit, QuotaBalance, QuotaKey, QuotaOpening
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
+from app.ports.backend import Backend
 
 
 class LockOutcome(enum.Enum):
@@ -83,33 +82,7 @@ class BatchLeg:
 LimitSource = EffectiveLimit | Callable[[], EffectiveLimit]
 
 
-def resolve_limit(limit: LimitSource) -> EffectiveLimit:
-    return limit if isinstance(limit, EffectiveLimit) else limit()
-
-
-class OpenedQuotas:
-    """The quotas this process has seen open, so a lock needs one request, not three.
-
-    Bounded: forgetting one only costs an idempotent re-open.
-    """
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._keys: OrderedDict[QuotaKey, None] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: QuotaKey) -> bool:
-        with self._lock:
-            return key in self._keys
-
-    def add(self, key: QuotaKey) -> None:
-        with self._lock:
-            self._keys[key] = None
-            while len(self._keys) > self._capacity:
-                self._keys.popitem(last=False)
-
-
-class Ledger(abc.ABC):
+class LedgerAccounts(abc.ABC):
     """Every method is idempotent: a retry with the same ids never moves money twice."""
 
     @abc.abstractmethod
@@ -118,6 +91,13 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def deposit(self, deposit_id: int, user_id: int, asset: Asset, amount: int) -> DepositOutcome:
         """Credit the user's funding account from the asset's system account."""
+
+    @abc.abstractmethod
+    def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]: ...
+
+
+class LedgerMoves(abc.ABC):
+    """Locks and their resolution. Idempotent: a retry with the same ids never moves money twice."""
 
     @abc.abstractmethod
     def lock(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> LockOutcome:
@@ -140,6 +120,16 @@ class Ledger(abc.ABC):
         locked answers LOCKED.
         """
 
+    @abc.abstractmethod
+    def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
+        """Post or void each pending lock together with its quota debit, in one request to the ledger.
+
+        A void also pays, from what it frees, what a lowering still owes its
+        quota (see `LedgerQuotas.adjust_quota`). One outcome per resolution. A
+        lock without a quota debit (made before limits existed) is resolved alone.
+        """
+
+    @abc.abstractmethod
     def resolve_batch(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
         """Post or void every leg of a batch in one request, all or nothing.
 
@@ -147,16 +137,17 @@ class Ledger(abc.ABC):
         in the same ledger state; adapters link the resolutions (TigerBeetle)
         or apply them in one transaction (embedded).
         """
-        return self.resolve_many(resolutions)
 
     @abc.abstractmethod
-    def resolve_many(self, resolutions: Sequence[Resolution]) -> list[ResolveOutcome]:
-        """Post or void each pending lock together with its quota debit, in one request to the ledger.
+    def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:
+        """Make sure a lock for this transfer can never succeed from now on."""
 
-        A void also pays, from what it frees, what a lowering still owes its
-        quota (see `adjust_quota`). One outcome per resolution. A lock without a quota debit (made before
-        limits existed) is resolved alone.
-        """
+    @abc.abstractmethod
+    def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState: ...
+
+
+class LedgerQuotas(abc.ABC):
+    """The daily quota accounts (docs/ledger.md)."""
 
     @abc.abstractmethod
     def open_quota(self, key: QuotaKey, limit: int, version: int) -> None:
@@ -184,25 +175,10 @@ class Ledger(abc.ABC):
     def quota_balances(self, keys: Sequence[QuotaKey]) -> dict[QuotaKey, QuotaBalance]:
         """The quota accounts that are open, by key."""
 
-    def post(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
-        return self.resolve_many([Resolution(transfer, asset, post=True)])[0]
 
-    def void(self, transfer: Transfer, asset: Asset) -> ResolveOutcome:
-        return self.resolve_many([Resolution(transfer, asset, post=False)])[0]
+class Ledger(LedgerAccounts, LedgerMoves, LedgerQuotas, Backend):
+    """Every ledger port, as one ledger adapter implements them.
 
-    @abc.abstractmethod
-    def fence(self, transfer: Transfer, asset: Asset) -> FenceOutcome:
-        """Make sure a lock for this transfer can never succeed from now on."""
-
-    @abc.abstractmethod
-    def state_of(self, transfer: Transfer, asset: Asset) -> LedgerState: ...
-
-    @abc.abstractmethod
-    def balances(self, user_id: int, assets: list[Asset]) -> list[AccountBalance]: ...
-
-    @abc.abstractmethod
-    def ping(self) -> None:
-        """Raise DependencyUnavailable unless the ledger answers."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; adapters that hold none need not override."""
+    For the composition root and the ledger contract suite only: handlers
+    and services take the narrow ports above, through `Dependencies`.
+    """

@@ -12,6 +12,7 @@ from app.domain.deposit import DepositAudit
 from app.domain.events import StatusEvent
 from app.domain.limits import LimitOverride
 from app.domain.transfer import AuditActor, AuditEntry, Status, Transfer
+from app.ports.backend import Backend
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,14 @@ class HistoryPage:
     next_cursor: str | None
 
 
-class TransferStore(abc.ABC):
-    # Told of every event written to the outbox, once its write is durable:
-    # the service publishes them at once; the relay catches what it misses.
-    outbox_listener: OutboxListener | None = None
-
-    def _written(self, entries: Sequence[OutboxEntry]) -> None:
-        if entries and self.outbox_listener is not None:
-            self.outbox_listener(entries)
-
+class IdempotencyKeys(abc.ABC):
     @abc.abstractmethod
     def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
         """Claim the key for `claim`. Return None if claimed now, else the holder."""
+
+
+class TransferRecords(abc.ABC):
+    """Transfers, their statuses and their audit trail."""
 
     @abc.abstractmethod
     def record_new(self, transfer: Transfer) -> None:
@@ -80,6 +77,57 @@ class TransferStore(abc.ABC):
         When this returns, the scanner will see the transfer until it is terminal.
         """
 
+    @abc.abstractmethod
+    def get(self, request_id: int) -> Transfer | None: ...
+
+    @abc.abstractmethod
+    def get_many(self, request_ids: Sequence[int]) -> dict[int, Transfer]:
+        """The transfers found among `request_ids`, by id; adapters read them in parallel."""
+
+    @abc.abstractmethod
+    def record_statuses(self, changes: Sequence[StatusChange]) -> None:
+        """Write status changes the service already checked against the state machine.
+
+        The stored status is the most advanced ever written, whatever order
+        writes land in: a write that ranks below the stored status by
+        `precedence` (app/domain/transfer.py; among failures, by the order
+        of their causes) changes nothing in the record, and the record's
+        status, cause and time all come from one write. Every change joins
+        the audit trail, even one that lost a race, so who asked and why is
+        never lost.
+        """
+
+    @abc.abstractmethod
+    def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
+        """Start `record_statuses` and return a function that waits for it (and raises what it raised).
+
+        Lets a caller overlap the write with other work. Adapters without
+        asynchronous writes record at once.
+        """
+
+    @abc.abstractmethod
+    def history(
+        self,
+        user_id: int,
+        limit: int,
+        cursor: str | None = None,
+        status: Status | None = None,
+        asset: str | None = None,
+    ) -> HistoryPage:
+        """The user's transfers, newest first."""
+
+    @abc.abstractmethod
+    def audit_trail(self, request_id: int) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    def append_audit(self, entry: AuditEntry, event: StatusEvent | None = None) -> None:
+        """Record an action that changed no status (an operator's re-send, say).
+
+        With `event`, the event joins the outbox in the same write as the entry.
+        """
+
+
+class BatchRecords(abc.ABC):
     @abc.abstractmethod
     def record_batch(self, batch: Batch, legs: Sequence[Transfer]) -> None:
         """Write the batch record, then every leg as `record_new` does, before anything is locked.
@@ -95,50 +143,9 @@ class TransferStore(abc.ABC):
     @abc.abstractmethod
     def get_batch(self, batch_id: int) -> Batch | None: ...
 
-    @abc.abstractmethod
-    def get(self, request_id: int) -> Transfer | None: ...
 
-    def get_many(self, request_ids: Sequence[int]) -> dict[int, Transfer]:
-        """The transfers found among `request_ids`, by id; adapters read them in parallel."""
-        found = {}
-        for request_id in request_ids:
-            transfer = self.get(request_id)
-            if transfer is not None:
-                found[request_id] = transfer
-        return found
-
-    @abc.abstractmethod
-    def record_statuses(self, changes: Sequence[StatusChange]) -> None:
-        """Write status changes the service already checked against the state machine.
-
-        The stored status is the most advanced ever written, whatever order
-        writes land in: a write that ranks below the stored status by
-        `precedence` (app/domain/transfer.py; among failures, by the order
-        of their causes) changes nothing in the record, and the record's
-        status, cause and time all come from one write. Every change joins
-        the audit trail, even one that lost a race, so who asked and why is
-        never lost.
-        """
-
-    def start_recording(self, changes: Sequence[StatusChange]) -> Callable[[], None]:
-        """Start `record_statuses` and return a function that waits for it (and raises what it raised).
-
-        Lets a caller overlap the write with other work. Adapters without
-        asynchronous writes record at once.
-        """
-        self.record_statuses(changes)
-        return lambda: None
-
-    @abc.abstractmethod
-    def history(
-        self,
-        user_id: int,
-        limit: int,
-        cursor: str | None = None,
-        status: Status | None = None,
-        asset: str | None = None,
-    ) -> HistoryPage:
-        """The user's transfers, newest first."""
+class OpenTransfers(abc.ABC):
+    """What the scanner and the reconciliation read: the open set and the recently settled."""
 
     @abc.abstractmethod
     def open_transfers(self, limit: int = 1000, after: int | None = None) -> OpenPage:
@@ -157,25 +164,21 @@ class TransferStore(abc.ABC):
         for this only as long as that window needs (a day at least).
         """
 
+    @abc.abstractmethod
     def advance_open_set(self) -> int:
         """The scanner's housekeeping before a pass; returns how many transfers it re-filed.
 
         Time is the store's own clock, the one its writers file by. Stores
-        whose open set needs no upkeep (SQLite) do nothing.
-        """
-        return 0
-
-    @abc.abstractmethod
-    def audit_trail(self, request_id: int) -> list[AuditEntry]: ...
-
-    @abc.abstractmethod
-    def append_audit(self, entry: AuditEntry, event: StatusEvent | None = None) -> None:
-        """Record an action that changed no status (an operator's re-send, say).
-
-        With `event`, the event joins the outbox in the same write as the entry.
+        whose open set needs no upkeep (SQLite) do nothing and return 0.
         """
 
-    # -- the event outbox (docs/events.md) ---------------------------------------
+
+class EventOutbox(abc.ABC):
+    """The event outbox (docs/events.md)."""
+
+    # Told of every event written to the outbox, once its write is durable:
+    # the service publishes them at once; the relay catches what it misses.
+    outbox_listener: OutboxListener | None = None
 
     @abc.abstractmethod
     def record_events(self, events: Sequence[StatusEvent]) -> None:
@@ -197,7 +200,9 @@ class TransferStore(abc.ABC):
     def mark_events_published(self, entries: Sequence[OutboxEntry]) -> None:
         """The bus acknowledged these: the relay need not publish them again."""
 
-    # -- per-user daily limit overrides (operators only) -----------------------
+
+class LimitOverrides(abc.ABC):
+    """Per-user daily limit overrides (operators only)."""
 
     @abc.abstractmethod
     def add_limit_override(self, override: LimitOverride) -> bool:
@@ -211,6 +216,8 @@ class TransferStore(abc.ABC):
     def limit_overrides(self, user_id: int) -> list[LimitOverride]:
         """Every version of every override of the user, oldest version first."""
 
+
+class DepositRecords(abc.ABC):
     @abc.abstractmethod
     def record_deposit(self, audit: DepositAudit) -> DepositAudit:
         """Keep `audit` unless its deposit id is already recorded; return the one stored (the first wins).
@@ -221,9 +228,19 @@ class TransferStore(abc.ABC):
     @abc.abstractmethod
     def get_deposit(self, deposit_id: int) -> DepositAudit | None: ...
 
-    @abc.abstractmethod
-    def ping(self) -> None:
-        """Raise DependencyUnavailable unless the store answers."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; adapters that hold none need not override."""
+class TransferStore(
+    IdempotencyKeys,
+    TransferRecords,
+    BatchRecords,
+    OpenTransfers,
+    EventOutbox,
+    LimitOverrides,
+    DepositRecords,
+    Backend,
+):
+    """Every store port, as one store adapter implements them.
+
+    For the composition root and the store contract suite only: handlers and
+    services take the narrow ports above, through `Dependencies`.
+    """

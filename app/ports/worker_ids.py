@@ -113,5 +113,6 @@ class WorkerIdLeases(abc.ABC):
     def holders(self) -> list[LeaseRecord]:
         """Every stored record (for operators and tests)."""
 
-    def close(self) -> None:  # noqa: B027 - adapters that own a connection override this
+    @abc.abstractmethod
+    def close(self) -> None:
         """Release resources the adapter owns (not the store's shared session)."""

@@ -13,8 +13,8 @@ from app.domain.errors import ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.money import Asset
 from app.domain.transfer import AccountType
-from app.ports.ledger import DepositOutcome, Ledger
-from app.ports.store import TransferStore
+from app.ports.ledger import DepositOutcome, LedgerAccounts
+from app.ports.store import DepositRecords
 from app.services.transfers import IdempotencyKeyReused, utc_now
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,16 @@ class Balance:
 class AccountService:
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerAccounts,
         catalog: AssetCatalog,
         ids: IdGenerator,
-        store: TransferStore,
+        deposits: DepositRecords,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.ids = ids
-        self.store = store
+        self.deposits = deposits
         self.clock = clock
 
     def deposit(
@@ -83,7 +83,7 @@ class AccountService:
             idempotency_key=idempotency_key,
             at=self.clock(),
         )
-        kept = self.store.record_deposit(asked)
+        kept = self.deposits.record_deposit(asked)
         if not kept.same_request(asked):
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was already used for a different deposit", deposit_id=str(kept.deposit_id)

@@ -66,6 +66,7 @@ class BatchSubmitResult:
 class BatchService:
     def __init__(self, transfers: TransferService) -> None:
         self.transfers = transfers
+        self.deps = transfers.deps
 
     # -- submit ---------------------------------------------------------------
 
@@ -88,7 +89,7 @@ class BatchService:
         if not claimed_before:
             batch, legs = self._new(batch_id, command, idempotency_key)
             return BatchSubmitResult(self._record_lock_and_send(batch, legs), replayed=False)
-        recorded = service.store.get_batch(batch_id)
+        recorded = self.deps.batches.get_batch(batch_id)
         if recorded is None:
             # The key is claimed but its batch is not recorded: the first
             # attempt died in between (nothing was locked: the lock needs the
@@ -128,10 +129,10 @@ class BatchService:
     def _record_lock_and_send(self, batch: Batch, legs: list[Transfer]) -> BatchView:
         service = self.transfers
         try:
-            service.store.record_batch(batch, [leg for leg in legs if leg.status == Status.REQUESTING])
+            self.deps.batches.record_batch(batch, [leg for leg in legs if leg.status == Status.REQUESTING])
             crash_point("after_batch_record")
             ledger_legs = [BatchLeg(leg, service.catalog.get(leg.asset), self._limit_source(leg)) for leg in legs]
-            outcome = service.ledger.lock_batch(ledger_legs)
+            outcome = self.deps.moves.lock_batch(ledger_legs)
             crash_point("after_batch_lock")
             open_legs = [leg for leg in legs if leg.status == Status.REQUESTING]
             if outcome.outcome in _REFUSALS:
@@ -143,7 +144,7 @@ class BatchService:
                 return self.view(batch)
             now = service.clock()
             changes = [StatusChange(leg, leg.moved_to(Status.PENDING, now), API, "funds locked") for leg in open_legs]
-            recorded = service.store.start_recording(changes)
+            recorded = self.deps.transfers.start_recording(changes)
             pending = [c.after for c in changes] + [leg for leg in legs if leg.status != Status.REQUESTING]
             by_id = {leg.request_id: leg for leg in pending}
             try:
@@ -180,7 +181,7 @@ class BatchService:
                 changes.append(
                     StatusChange(leg, leg.moved_to(Status.FAILED, now, FailureReason.BATCH_FAILED), API, reason)
                 )
-        service.store.record_statuses(changes)
+        self.deps.transfers.record_statuses(changes)
 
     def _refusal(self, batch: Batch, index: int, leg: Transfer, cause: FailureReason) -> Exception:
         """The 422 that names the leg: the same error as a single transfer's, with `leg` and `batch_id`."""
@@ -205,11 +206,11 @@ class BatchService:
     # -- queries ------------------------------------------------------------
 
     def view(self, batch: Batch) -> BatchView:
-        found = self.transfers.store.get_many(batch.request_ids)
+        found = self.deps.transfers.get_many(batch.request_ids)
         return BatchView(batch, [found.get(i) for i in batch.request_ids])
 
     def get_for_user(self, user_id: int, batch_id: int) -> BatchView:
-        batch = self.transfers.store.get_batch(batch_id)
+        batch = self.deps.batches.get_batch(batch_id)
         # Another user's batch looks exactly like a missing one.
         if batch is None or batch.user_id != user_id:
             raise NotFound("no such batch")

@@ -24,7 +24,7 @@ from app.domain.events import EventKind, StatusEvent
 from app.domain.transfer import AuditActor, Transfer
 from app.observability.metrics import EVENTS_DEFERRED, EVENTS_PUBLISHED, EVENTS_RELAY_BACKLOG
 from app.ports.bus import ServiceBus
-from app.ports.store import OutboxEntry, TransferStore
+from app.ports.store import EventOutbox, OutboxEntry
 from app.services.crash_points import crash_point
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ _BATCH = 500
 class EventDispatcher:
     """Publishes outbox entries as soon as their write is durable, off the caller's thread."""
 
-    def __init__(self, store: TransferStore, bus: ServiceBus, *, background: bool = True) -> None:
-        self.store = store
+    def __init__(self, outbox: EventOutbox, bus: ServiceBus, *, background: bool = True) -> None:
+        self.outbox = outbox
         self.bus = bus
         # Synchronous when not in the background: for tests that want the event before the call returns.
         self.background = background
@@ -111,7 +111,7 @@ class EventDispatcher:
             return
         EVENTS_PUBLISHED.labels(path="inline").inc(len(entries))
         try:
-            self.store.mark_events_published(entries)
+            self.outbox.mark_events_published(entries)
         except Exception as exc:
             # Published all the same: the relay may send them again, which consumers dedupe.
             log.warning("flagging %d events published failed: %s", len(entries), exc)
@@ -122,13 +122,13 @@ class EventRelay:
 
     def __init__(
         self,
-        store: TransferStore,
+        outbox: EventOutbox,
         bus: ServiceBus,
         clock: Callable[[], datetime],
         grace: timedelta = timedelta(seconds=10),
         batch_size: int = 1000,
     ) -> None:
-        self.store = store
+        self.outbox = outbox
         self.bus = bus
         self.clock = clock
         # Younger events are the dispatcher's: publishing them too would only double them.
@@ -139,14 +139,14 @@ class EventRelay:
         """One pass; returns how many events it published. Raises what the store or the bus raised."""
         published = 0
         while True:
-            entries = self.store.unpublished_events(self.batch_size, self.clock() - self.grace)
+            entries = self.outbox.unpublished_events(self.batch_size, self.clock() - self.grace)
             # What this pass found (published or not): the backlog the inline publish left.
             EVENTS_RELAY_BACKLOG.set(published + len(entries))
             if not entries:
                 return published
             self.bus.publish_events([entry.event for entry in entries])
             EVENTS_PUBLISHED.labels(path="relay").inc(len(entries))
-            self.store.mark_events_published(entries)
+            self.outbox.mark_events_published(entries)
             published += len(entries)
             log.info("relayed %d events from the outbox", len(entries))
             if len(entries) < self.batch_size:
@@ -154,7 +154,7 @@ class EventRelay:
 
 
 def record_event(
-    store: TransferStore, kind: EventKind, transfer: Transfer, actor: AuditActor, reason: str, at: datetime
+    outbox: EventOutbox, kind: EventKind, transfer: Transfer, actor: AuditActor, reason: str, at: datetime
 ) -> None:
     """An event that changes no status (a warning, an operator's re-send): into the outbox, then out."""
-    store.record_events([StatusEvent.about(kind, transfer, actor, reason, at)])
+    outbox.record_events([StatusEvent.about(kind, transfer, actor, reason, at)])

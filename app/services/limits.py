@@ -28,8 +28,8 @@ from app.domain.limits import (
 )
 from app.domain.money import Asset
 from app.domain.transfer import Transfer
-from app.ports.ledger import Ledger
-from app.ports.store import TransferStore
+from app.ports.ledger import LedgerQuotas
+from app.ports.store import LimitOverrides
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,15 @@ def _parse_limit(text: object, asset: Asset) -> int:
 
 class LimitService:
     def __init__(
-        self, store: TransferStore, ledger: Ledger, catalog: AssetCatalog, defaults: DefaultLimits, clock: Clock
+        self,
+        overrides: LimitOverrides,
+        quotas: LedgerQuotas,
+        catalog: AssetCatalog,
+        defaults: DefaultLimits,
+        clock: Clock,
     ) -> None:
-        self.store = store
-        self.ledger = ledger
+        self.override_records = overrides
+        self.quotas = quotas
         self.catalog = catalog
         self.defaults = defaults
         self.clock = clock
@@ -65,7 +70,7 @@ class LimitService:
 
     def limit_for(self, user_id: int, asset: str, direction: Direction) -> EffectiveLimit:
         """What a quota opened now gets: the latest override, else the default. One store read."""
-        history = self._history(self.store.limit_overrides(user_id), asset, direction)
+        history = self._history(self.override_records.limit_overrides(user_id), asset, direction)
         return effective_limit(self.defaults.get(asset, direction), history)
 
     def limit_of_transfer(self, transfer: Transfer) -> EffectiveLimit:
@@ -74,9 +79,9 @@ class LimitService:
     def today(self, user_id: int) -> list[LimitUsage]:
         """Limit, used and remaining for today (UTC), per asset and direction: one store read, one ledger read."""
         day = utc_day(self.clock())
-        overrides = self.store.limit_overrides(user_id)
+        overrides = self.override_records.limit_overrides(user_id)
         keys = [QuotaKey(user_id, asset, direction, day) for asset in self.catalog for direction in Direction]
-        balances = self.ledger.quota_balances(keys)
+        balances = self.quotas.quota_balances(keys)
         result = []
         for key in keys:
             default = self.defaults.get(key.asset.symbol, key.direction)
@@ -89,12 +94,12 @@ class LimitService:
         asset = self.catalog.get(transfer.asset)
         key = QuotaKey.of_transfer(transfer, asset)
         limit = self.limit_of_transfer(transfer).limit
-        return usage(asset.symbol, key.direction, limit, self.ledger.quota_balances([key]).get(key))
+        return usage(asset.symbol, key.direction, limit, self.quotas.quota_balances([key]).get(key))
 
     # -- operators ---------------------------------------------------------------
 
     def overrides(self, user_id: int) -> list[LimitOverride]:
-        return self.store.limit_overrides(user_id)
+        return self.override_records.limit_overrides(user_id)
 
     def set_override(
         self, user_id: int, asset_symbol: object, direction_text: object, limit_text: object, actor: str, reason: str
@@ -113,14 +118,14 @@ class LimitService:
         if user_id <= 0:
             raise ValidationFailed("user ids are positive")
         for _ in range(_VERSION_ATTEMPTS):
-            history = self._history(self.store.limit_overrides(user_id), asset.symbol, direction)
+            history = self._history(self.override_records.limit_overrides(user_id), asset.symbol, direction)
             version = max((o.version for o in history), default=0) + 1
             if version > MAX_QUOTA_VERSION:
                 raise ValidationFailed("too many overrides for this user, asset and direction")
             override = LimitOverride(
                 user_id, asset.symbol, direction, version, limit, actor, reason.strip(), self.clock()
             )
-            if self.store.add_limit_override(override):
+            if self.override_records.add_limit_override(override):
                 break
         else:
             raise OverrideConflict("other operators are changing this limit right now; try again")
@@ -146,10 +151,10 @@ class LimitService:
         asset = self.catalog.get(asset_symbol)
         key = QuotaKey(user_id, asset, direction, utc_day(self.clock()))
         default = self.defaults.get(asset.symbol, direction)
-        history = self._history(self.store.limit_overrides(user_id), asset.symbol, direction)
+        history = self._history(self.override_records.limit_overrides(user_id), asset.symbol, direction)
         latest = effective_limit(default, history)
-        self.ledger.open_quota(key, latest.limit, latest.version)
-        opening = self.ledger.quota_opening(key)
+        self.quotas.open_quota(key, latest.limit, latest.version)
+        opening = self.quotas.quota_opening(key)
         if opening is None:
             raise RuntimeError(f"quota {key} is not open right after opening it")
-        self.ledger.adjust_quota(key, adjustments_after(opening, history))
+        self.quotas.adjust_quota(key, adjustments_after(opening, history))

@@ -57,6 +57,7 @@ class TransferReport:
 class OperatorService:
     def __init__(self, transfers: TransferService) -> None:
         self.transfers = transfers
+        self.deps = transfers.deps
 
     def _load(self, request_id: int) -> Transfer:
         """The transfer, or for a batch's id its first leg.
@@ -64,30 +65,30 @@ class OperatorService:
         Void, force-post and re-send act on a leg's whole batch (its legs are
         locked and resolved together), so a batch is named by its id or by any leg's.
         """
-        transfer = self.transfers.store.get(request_id)
+        transfer = self.deps.transfers.get(request_id)
         if transfer is None:
-            batch = self.transfers.store.get_batch(request_id)
-            transfer = self.transfers.store.get(batch.request_ids[0]) if batch is not None else None
+            batch = self.deps.batches.get_batch(request_id)
+            transfer = self.deps.transfers.get(batch.request_ids[0]) if batch is not None else None
         if transfer is None:
             raise NotFound("no such transfer")
         return transfer
 
     def _state(self, transfer: Transfer) -> LedgerState:
-        return self.transfers.ledger.state_of(transfer, self.transfers.catalog.get(transfer.asset))
+        return self.deps.moves.state_of(transfer, self.transfers.catalog.get(transfer.asset))
 
     def _with_batch(self, transfer: Transfer) -> list[Transfer]:
         """The transfer, or all the legs of its batch (which move together), in order."""
         if transfer.batch_id is None:
             return [transfer]
-        batch = self.transfers.store.get_batch(transfer.batch_id)
+        batch = self.deps.batches.get_batch(transfer.batch_id)
         if batch is None:
             return [transfer]
-        found = self.transfers.store.get_many(batch.request_ids)
+        found = self.deps.transfers.get_many(batch.request_ids)
         return [found[i] for i in batch.request_ids if i in found]
 
     def show(self, request_id: int) -> TransferReport:
         transfer = self._load(request_id)
-        return TransferReport(transfer, self._state(transfer), self.transfers.store.audit_trail(request_id))
+        return TransferReport(transfer, self._state(transfer), self.deps.transfers.audit_trail(request_id))
 
     def list_open(self, limit: int, keep: Callable[[Transfer], bool] = lambda _: True) -> list[Transfer]:
         """Up to `limit` open transfers that `keep` accepts, oldest id first; reads only, never moves the scanner."""
@@ -95,7 +96,7 @@ class OperatorService:
         after = None
         while len(found) < limit:
             # A page may hold fewer open transfers than it read (settled or orphan rows): read on.
-            page = self.transfers.store.open_transfers(limit, after=after)
+            page = self.deps.open_set.open_transfers(limit, after=after)
             found.extend(t for t in page.items if keep(t))
             if page.next_after is None:
                 break
@@ -120,7 +121,7 @@ class OperatorService:
         if transfer.status != wanted:
             return False
         # Racing actors may each have recorded the same change; any operator's entry counts.
-        trail = self.transfers.store.audit_trail(transfer.request_id)
+        trail = self.deps.transfers.audit_trail(transfer.request_id)
         return any(e.actor.is_operator and e.to_status == wanted for e in trail)
 
     def void(self, request_id: int, operator: str, reason: str) -> Transfer:
@@ -156,7 +157,7 @@ class OperatorService:
         self.transfers.send_to_engine(transfer)
         at, actor, why = self.transfers.clock(), AuditActor.operator(operator), f"re-sent to the engine: {reason}"
         # The audit entry and its event are one write: neither is kept without the other.
-        self.transfers.store.append_audit(
+        self.deps.transfers.append_audit(
             AuditEntry(
                 request_id=transfer.request_id,
                 at=at,
@@ -179,7 +180,7 @@ class OperatorService:
         if request_id is not None:
             transfers = self._with_batch(self._load(request_id))
         elif user_id is not None:
-            transfers = self.transfers.store.history(user_id, min(limit, 100)).items
+            transfers = self.deps.transfers.history(user_id, min(limit, 100)).items
         else:
             transfers = self.list_open(limit)
         return [TransferReport(t, self._state(t), []) for t in transfers]

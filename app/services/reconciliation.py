@@ -62,18 +62,19 @@ def agrees(transfer: Transfer, state: LedgerState) -> bool:
 class ReconciliationService:
     def __init__(self, transfers: TransferService, policy: ReconciliationPolicy | None = None) -> None:
         self.transfers = transfers
+        self.deps = transfers.deps
         self.policy = policy or ReconciliationPolicy()
 
     def run_pass(self) -> list[Mismatch]:
         started = time.perf_counter()
         now = self.transfers.clock()
-        settled = self.transfers.store.settled_between(
+        settled = self.deps.open_set.settled_between(
             now - self.policy.window, now - self.policy.grace, self.policy.limit
         )
         mismatches = []
         for transfer in settled:
             asset = self.transfers.catalog.get(transfer.asset)
-            state = self.transfers.ledger.state_of(transfer, asset)
+            state = self.deps.moves.state_of(transfer, asset)
             if not agrees(transfer, state):
                 mismatches.append(Mismatch(transfer, state))
                 self._report(transfer, state)
@@ -101,12 +102,11 @@ class ReconciliationService:
         Each leg is also checked against the ledger above, like any transfer;
         this catches a store that recorded legs of one batch differently.
         """
-        store = self.transfers.store
         for batch_id in sorted({t.batch_id for t in settled if t.batch_id is not None}):
-            batch = store.get_batch(batch_id)
+            batch = self.deps.batches.get_batch(batch_id)
             if batch is None:
                 continue
-            ends = {t.status for t in store.get_many(batch.request_ids).values() if t.status.is_terminal}
+            ends = {t.status for t in self.deps.transfers.get_many(batch.request_ids).values() if t.status.is_terminal}
             if len(ends) > 1:
                 LEDGER_MISMATCHES.labels(source="reconciliation").inc()
                 raise_alert("batch_split", "critical", batch_id=batch_id, statuses=sorted(s.value for s in ends))

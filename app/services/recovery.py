@@ -50,6 +50,7 @@ class RecoveryPolicy:
 class RecoveryService:
     def __init__(self, transfers: TransferService, policy: RecoveryPolicy | None = None) -> None:
         self.transfers = transfers
+        self.deps = transfers.deps
         self.policy = policy or RecoveryPolicy()
         self._last_sent: dict[int, datetime] = {}
         # Stuck-transfer events already written by this process.
@@ -79,17 +80,17 @@ class RecoveryService:
     def _scan(self) -> Counter[str]:
         actions: Counter[str] = Counter()
         now = self.transfers.clock()
-        store = self.transfers.store
+        open_set = self.deps.open_set
         # The store's upkeep (closing old windows on Cassandra) moves rows, never
         # ids, so it may run between any two pages of a round.
-        refiled = store.advance_open_set()
+        refiled = open_set.advance_open_set()
         if refiled:
             actions["refiled"] += refiled
         if self._cursor is None:
             # A round ends at the ids that existed when it began: under steady
             # load new ids must not keep it from ever coming back to old ones.
             self._round_until = first_id_at(int(now.timestamp() * 1000) + 1)
-        page = store.open_transfers(self.policy.batch_size, after=self._cursor)
+        page = open_set.open_transfers(self.policy.batch_size, after=self._cursor)
         next_after = page.next_after
         self._cursor = next_after if next_after is not None and next_after < self._round_until else None
         open_transfers = page.items
@@ -124,7 +125,7 @@ class RecoveryService:
     def reconcile(self, transfer: Transfer, now: datetime) -> str:
         service = self.transfers
         asset = service.catalog.get(transfer.asset)
-        state = service.ledger.state_of(transfer, asset)
+        state = self.deps.moves.state_of(transfer, asset)
         age = now - transfer.created_at
         if transfer.status == Status.REQUESTING:
             return self._reconcile_requesting(transfer, state, age, now)
@@ -156,7 +157,7 @@ class RecoveryService:
                 return "waiting"
             # Fence first: a web process stalled before its lock must never
             # lock these funds after we have told the user it failed.
-            if service.ledger.fence(transfer, asset) == FenceOutcome.ALREADY_LOCKED:
+            if self.deps.moves.fence(transfer, asset) == FenceOutcome.ALREADY_LOCKED:
                 state = LedgerState.PENDING
             else:
                 state = LedgerState.FENCED
@@ -231,7 +232,7 @@ class RecoveryService:
         # At the moment the threshold passed, not of this pass: the same event (and event_id) whoever emits it.
         at = transfer.created_at + threshold
         record_event(
-            self.transfers.store, kind, transfer, SCANNER, f"{transfer.status.value} for over {minutes} minutes", at
+            self.deps.outbox, kind, transfer, SCANNER, f"{transfer.status.value} for over {minutes} minutes", at
         )
         with self._lock:
             if len(self._announced) > 100_000:

@@ -14,7 +14,6 @@ from app.domain.errors import DailyLimitExceeded, PermissionDenied, ValidationFa
 from app.domain.errors import IdempotencyKeyReused as IdempotencyKeyReused  # re-exported for callers
 from app.domain.errors import InsufficientBalance as InsufficientBalance  # re-exported for callers
 from app.domain.errors import NotFound as NotFound  # re-exported for callers
-from app.domain.ids import IdGenerator
 from app.domain.transfer import (
     API,
     SETTLEMENT,
@@ -29,12 +28,13 @@ from app.domain.transfer import (
 )
 from app.observability import transfers as observe
 from app.observability.context import current_trace_id, request_id_var
-from app.ports.bus import EngineBatchRequest, EngineLeg, EngineRequest, EngineResult, PoisonMessage, ServiceBus
+from app.ports.bus import EngineBatchRequest, EngineLeg, EngineRequest, EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
-from app.ports.ledger import Ledger, LedgerState, LockOutcome, Resolution, ResolveOutcome
-from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange, TransferStore
+from app.ports.ledger import LedgerState, LockOutcome, Resolution, ResolveOutcome
+from app.ports.store import HistoryPage, IdempotencyClaim, StatusChange
 from app.services.alerts import raise_alert
 from app.services.crash_points import crash_point
+from app.services.dependencies import Dependencies
 from app.services.limits import LimitService
 
 log = logging.getLogger(__name__)
@@ -107,19 +107,13 @@ def build_command(
 class TransferService:
     def __init__(
         self,
-        store: TransferStore,
-        ledger: Ledger,
-        bus: ServiceBus,
-        catalog: AssetCatalog,
-        ids: IdGenerator,
+        deps: Dependencies,
         limits: LimitService,
         clock: Clock = utc_now,
     ) -> None:
-        self.store = store
-        self.ledger = ledger
-        self.bus = bus
-        self.catalog = catalog
-        self.ids = ids
+        self.deps = deps
+        self.catalog = deps.catalog
+        self.ids = deps.ids
         self.limits = limits
         self.clock = clock
 
@@ -146,7 +140,7 @@ class TransferService:
             transfer = Transfer.new(request_id, command, self.clock(), key)
             self._record_new(transfer)
             return SubmitResult(self._lock_and_send(transfer), replayed=False)
-        existing = self.store.get(request_id)
+        existing = self.deps.transfers.get(request_id)
         if existing is None:
             # The key is claimed but its transfer is not recorded: the first
             # attempt died in between (nothing was locked: the lock needs the
@@ -176,7 +170,7 @@ class TransferService:
         it finds recorded, uses the same ids: the ledger lands each once.
         """
         offered = IdempotencyClaim(request_id=self.ids.next_block(ids_needed), fingerprint=fingerprint)
-        holder = self.store.claim_idempotency_key(user_id, key, offered)
+        holder = self.deps.keys.claim_idempotency_key(user_id, key, offered)
         if holder is None:
             return offered.request_id, False
         if holder.fingerprint != fingerprint:
@@ -189,7 +183,7 @@ class TransferService:
     def _record_new(self, transfer: Transfer) -> None:
         # From here on this submission's log lines name the transfer (`submit` unbinds it).
         request_id_var.set(str(transfer.request_id))
-        self.store.record_new(transfer)
+        self.deps.transfers.record_new(transfer)
         crash_point("after_store_insert")
 
     def _record(
@@ -202,7 +196,7 @@ class TransferService:
     ) -> Transfer:
         """Apply the state machine, then write the change; the store keeps the most advanced status."""
         after = transfer.moved_to(target, self.clock(), failure_reason)
-        self.store.record_statuses([StatusChange(transfer, after, actor, reason)])
+        self.deps.transfers.record_statuses([StatusChange(transfer, after, actor, reason)])
         observe.reached(transfer, after, str(actor))
         return after
 
@@ -218,7 +212,7 @@ class TransferService:
         asset = self.catalog.get(transfer.asset)
         try:
             # The limit is read (from the store) only when this process opens the day's quota.
-            outcome = self.ledger.lock(transfer, asset, lambda: self.limits.limit_of_transfer(transfer))
+            outcome = self.deps.moves.lock(transfer, asset, lambda: self.limits.limit_of_transfer(transfer))
             crash_point("after_lock")
             if outcome == LockOutcome.LIMIT_EXCEEDED:
                 self._record(
@@ -254,7 +248,7 @@ class TransferService:
             # engine result that overtakes the write finds the lock and settles
             # it all the same; should the scanner send it too, the engine dedupes.
             pending = transfer.moved_to(Status.PENDING, self.clock())
-            recorded = self.store.start_recording([StatusChange(transfer, pending, API, "funds locked")])
+            recorded = self.deps.transfers.start_recording([StatusChange(transfer, pending, API, "funds locked")])
             try:
                 self.send_to_engine(pending)
             except BaseException:
@@ -294,7 +288,7 @@ class TransferService:
             self.send_batch_to_engine(self._batch_legs(transfer.batch_id))
             return
         crash_point("before_publish")
-        self.bus.publish_request(
+        self.deps.bus.publish_request(
             EngineRequest(
                 request_id=transfer.request_id,
                 user_id=transfer.user_id,
@@ -315,10 +309,10 @@ class TransferService:
         Callers hold a leg that was locked (or a result for a batch that was
         sent), and nothing of a batch locks before all its legs are recorded.
         """
-        batch = self.store.get_batch(batch_id)
+        batch = self.deps.batches.get_batch(batch_id)
         if batch is None:
             raise RuntimeError(f"batch {batch_id} is not recorded")
-        found = self.store.get_many(batch.request_ids)
+        found = self.deps.transfers.get_many(batch.request_ids)
         missing = [i for i in batch.request_ids if i not in found]
         if missing:
             raise RuntimeError(f"batch {batch_id}: legs {missing} are not recorded")
@@ -329,7 +323,7 @@ class TransferService:
         if batch_id is None:
             raise ValueError("not the legs of a batch")
         crash_point("before_publish")
-        self.bus.publish_request(
+        self.deps.bus.publish_request(
             EngineBatchRequest(
                 batch_id=batch_id,
                 user_id=legs[0].user_id,
@@ -363,7 +357,7 @@ class TransferService:
             # Another actor (or an earlier leg of this scan) already resolved the batch.
             return next(t for t in legs if t.request_id == leg.request_id)
         requesting = next((t for t in open_legs if t.status == Status.REQUESTING), None)
-        if requesting is not None and self.ledger.state_of(requesting, self.catalog.get(requesting.asset)) in (
+        if requesting is not None and self.deps.moves.state_of(requesting, self.catalog.get(requesting.asset)) in (
             LedgerState.ABSENT,
             LedgerState.FENCED,
         ):
@@ -391,13 +385,13 @@ class TransferService:
     # -- queries ------------------------------------------------------------
 
     def _get_existing(self, request_id: int) -> Transfer:
-        transfer = self.store.get(request_id)
+        transfer = self.deps.transfers.get(request_id)
         if transfer is None:
             raise RuntimeError(f"transfer {request_id} vanished from the store")
         return transfer
 
     def get_for_user(self, user_id: int, request_id: int) -> Transfer:
-        transfer = self.store.get(request_id)
+        transfer = self.deps.transfers.get(request_id)
         # Another user's transfer looks exactly like a missing one.
         if transfer is None or transfer.user_id != user_id:
             raise NotFound("no such transfer")
@@ -413,7 +407,7 @@ class TransferService:
     ) -> HistoryPage:
         if asset is not None:
             asset = self.catalog.get(asset).symbol
-        return self.store.history(user_id, limit, cursor, status, asset)
+        return self.deps.transfers.history(user_id, limit, cursor, status, asset)
 
     # -- results from the engine ----------------------------------------------
 
@@ -425,7 +419,7 @@ class TransferService:
         """
         unknown_batches = [r.request_id for r in results if r.batch and not self._apply_batch_result(r)]
         results = [r for r in results if not r.batch]
-        records = self.store.get_many([result.request_id for result in results])
+        records = self.deps.transfers.get_many([result.request_id for result in results])
         batch: dict[int, _Decision] = {}
         one_by_one: list[_Decision] = []
         for result in results:
@@ -481,7 +475,7 @@ class TransferService:
         if transfer.batch_id is not None:
             return self._resolve_batch_of(decision)
         asset = self.catalog.get(transfer.asset)
-        if transfer.status == Status.REQUESTING and self.ledger.state_of(transfer, asset) in (
+        if transfer.status == Status.REQUESTING and self.deps.moves.state_of(transfer, asset) in (
             LedgerState.ABSENT,
             LedgerState.FENCED,
         ):
@@ -493,10 +487,10 @@ class TransferService:
     def _audit_unapplied(self, decision: _Decision, why_not: str) -> None:
         """Add a decision that lost to what is recorded to the audit trail, once however often it is redelivered."""
         transfer = decision.transfer
-        trail = self.store.audit_trail(transfer.request_id)
+        trail = self.deps.transfers.audit_trail(transfer.request_id)
         if any(e.actor == decision.actor and e.reason.startswith(decision.reason) for e in trail):
             return
-        self.store.append_audit(
+        self.deps.transfers.append_audit(
             AuditEntry(
                 request_id=transfer.request_id,
                 at=self.clock(),
@@ -524,13 +518,13 @@ class TransferService:
             self._audit_unapplied(decision, f"already failed: {transfer.failure_reason}")
             return transfer
         explained = transfer.explained(cause, self.clock())
-        self.store.record_statuses([StatusChange(transfer, explained, decision.actor, decision.reason)])
+        self.deps.transfers.record_statuses([StatusChange(transfer, explained, decision.actor, decision.reason)])
         return explained
 
     def _post_or_void(self, decisions: Sequence[_Decision], atomic: bool = False) -> list[Transfer]:
         """Post or void the locks in one ledger request (`atomic`: all or none), then record what the ledger decided."""
         resolutions = [Resolution(d.transfer, self.catalog.get(d.transfer.asset), d.post) for d in decisions]
-        outcomes = self.ledger.resolve_batch(resolutions) if atomic else self.ledger.resolve_many(resolutions)
+        outcomes = self.deps.moves.resolve_batch(resolutions) if atomic else self.deps.moves.resolve_many(resolutions)
         crash_point("after_ledger_resolve")
         changes: list[StatusChange] = []
         finals: list[Transfer] = []
@@ -539,7 +533,7 @@ class TransferService:
             changes.extend(decided)
             finals.append(final)
         crash_point("before_final_store_update")
-        self.store.record_statuses(changes)
+        self.deps.transfers.record_statuses(changes)
         for decision, final in zip(decisions, finals, strict=True):
             observe.reached(decision.transfer, final, str(decision.actor), decision.trace_id)
         return finals

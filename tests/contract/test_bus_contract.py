@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 
+from app.adapters.bus_messages import encode_request
 from app.domain.transfer import Outcome
 from app.ports.bus import EngineRequest, EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
@@ -179,7 +180,7 @@ def test_a_message_that_keeps_failing_is_dead_lettered_with_an_alert_and_its_par
     assert letter["kind"] == "retries_exhausted"
     assert letter["attempts"] == 3
     assert "KeyError" in str(letter["error"]) and "assets.toml" in str(letter["error"])
-    assert json.loads(str(letter["payload"])) == bad.to_message()
+    assert json.loads(str(letter["payload"])) == encode_request(bad)
     (alert,) = [a for a in _alerts(caplog) if a["alert"] == "message_dead_lettered"]
     assert alert["severity"] == "critical"
     assert alert["request_id"] == bad.request_id
@@ -202,7 +203,7 @@ def test_an_outage_is_retried_past_the_bound_and_never_dead_lettered(
 
     received = Recorder(down_for_a_while)
     caplog.set_level(logging.WARNING, logger="internal_transfer.alerts")
-    engine.publish_result(result)
+    engine.publish_results([result])
     with consuming(service.consume_results, received):
         assert wait_for(lambda: result.request_id in received.handled_ids())
     assert len(received.calls_with(result.request_id)) == 6  # 5 failures, 2 of them past max_attempts=2
@@ -234,7 +235,7 @@ def test_offsets_are_committed_only_after_the_handler_returned(buses: BusKit) ->
     acknowledged, unacknowledged, later = a_result(), a_result(), a_result()
 
     first = Recorder()
-    engine.publish_result(acknowledged)
+    engine.publish_results([acknowledged])
     with consuming(buses.service().consume_results, first):
         assert wait_for(lambda: acknowledged.request_id in first.handled_ids())
 
@@ -242,13 +243,13 @@ def test_offsets_are_committed_only_after_the_handler_returned(buses: BusKit) ->
         raise RuntimeError("store down")
 
     failing = Recorder(store_down)
-    engine.publish_result(unacknowledged)
+    engine.publish_results([unacknowledged])
     with consuming(buses.service(max_attempts=100, **FAST).consume_results, failing):
         assert wait_for(lambda: len(failing.calls_with(unacknowledged.request_id)) >= 2)
     assert failing.calls_with(acknowledged.request_id) == []
 
     restarted = Recorder()
-    engine.publish_result(later)
+    engine.publish_results([later])
     with consuming(buses.service().consume_results, restarted):
         assert wait_for(lambda: {unacknowledged.request_id, later.request_id} <= restarted.handled_ids())
     assert acknowledged.request_id not in restarted.handled_ids()

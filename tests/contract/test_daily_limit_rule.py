@@ -20,6 +20,7 @@ from app.ports.ledger import DepositOutcome, Ledger, LockOutcome
 from app.ports.store import TransferStore
 from app.services.limits import LimitService
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.ledger_moves import post_lock, void_lock
 
 F2S = Direction.FUNDING_TO_SPOT
 NOW = datetime.now(UTC)  # a lock draws on the quota of its own creation day: keep both in step
@@ -56,7 +57,7 @@ def test_a_void_after_a_lowering_gives_back_only_what_the_lowering_left(
     locked, outcome = lock(ledger, limits, user_id, usdt, 100)
     assert outcome == LockOutcome.LOCKED
     limits.set_override(user_id, "USDT", "funding_to_spot", "0.0000001", "ops", "test")  # 10 units
-    ledger.void(locked, usdt)
+    void_lock(ledger, locked, usdt)
 
     today = usdt_today(limits, user_id)
     assert (today.limit, today.used, today.remaining) == (10, 0, 10)
@@ -110,9 +111,9 @@ def test_lowering_to_zero_then_raising_counts_what_moved_and_what_is_locked(
     limits.set_override(user_id, "USDT", "funding_to_spot", "0", "ops", "block")
     assert lock(ledger, limits, user_id, usdt, 1)[1] == LockOutcome.LIMIT_EXCEEDED
     if post:
-        ledger.post(first, usdt)
+        post_lock(ledger, first, usdt)
     else:
-        ledger.void(first, usdt)
+        void_lock(ledger, first, usdt)
     assert usdt_today(limits, user_id).remaining == 0
     limits.set_override(user_id, "USDT", "funding_to_spot", "0.0000007", "ops", "reopen")  # 70
     used = 50 if post else 20

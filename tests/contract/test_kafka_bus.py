@@ -20,6 +20,7 @@ import kafka
 import pytest
 from kafka.errors import RequestTimedOutError
 
+from app.adapters.bus_messages import encode_result
 from app.adapters.kafka_bus import KafkaBusConfig, KafkaEngineBus, KafkaServiceBus, _fix_failed_produce
 from app.ports.bus import AnyEngineRequest, EngineRequest, EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
@@ -161,7 +162,7 @@ def encoded(message: dict[str, object]) -> bytes:
 
 def test_topics_are_created_with_the_configured_partitions(kafka_buses: KafkaTestBuses) -> None:
     bus = kafka_buses.engine(partitions=3)
-    bus.publish_result(a_result())
+    bus.publish_results([a_result()])
     for topic in kafka_buses.topics.all():
         assert kafka_buses.partition_count(topic) == 3
 
@@ -171,16 +172,16 @@ def test_malformed_results_are_dead_lettered_and_the_next_one_is_handled(kafka_b
     good = a_result()
     bad = [
         b"{not json",
-        encoded(dict(good.to_message(), schema_version=99)),
-        encoded(dict(good.to_message(), outcome="maybe")),
+        encoded(dict(encode_result(good), schema_version=99)),
+        encoded(dict(encode_result(good), outcome="maybe")),
         # A JSON number: an engine going through doubles could name a sibling transfer.
-        encoded(dict(good.to_message(), request_id=good.request_id)),
+        encoded(dict(encode_result(good), request_id=good.request_id)),
     ]
     handled: list[EngineResult] = []
     with consuming(bus.consume_results, handled.extend):
         assert wait_for(lambda: len(bus.assigned_partitions(bus.topics.results)) == 6)
         # One key, so one partition: the good message comes strictly after the bad ones.
-        kafka_buses.send_raw(bus.topics.results, b"same-key", [*bad, encoded(good.to_message())])
+        kafka_buses.send_raw(bus.topics.results, b"same-key", [*bad, encoded(encode_result(good))])
         assert wait_for(lambda: good in handled)
         letters = kafka_buses.read_all(bus.topics.results_dlq, count=4)
         assert len(letters) == 4
@@ -219,7 +220,7 @@ def test_a_poison_message_is_dead_lettered_with_its_error(kafka_buses: KafkaTest
         (letter,) = kafka_buses.read_all(bus.topics.results_dlq, count=1)
     assert letter["kind"] == "poison"
     assert "no such transfer" in str(letter["error"])
-    assert json.loads(str(letter["payload"])) == poison.to_message()
+    assert json.loads(str(letter["payload"])) == encode_result(poison)
     assert letter["source_key"] == str(poison.request_id)
 
 
@@ -270,7 +271,7 @@ def test_a_failed_message_stays_uncommitted_and_a_restarted_consumer_gets_it(kaf
         attempts.append(time.monotonic())
         raise RuntimeError("store down")
 
-    kafka_buses.engine().publish_result(result)
+    kafka_buses.engine().publish_results([result])
     with consuming(bus.consume_results, failing):
         assert wait_for(lambda: len(attempts) >= 3)  # redelivered, again and again
         assert kafka_buses.committed(kafka_buses.group, bus.topics.results) == {}

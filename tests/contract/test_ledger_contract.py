@@ -18,6 +18,7 @@ from app.ports.ledger import (
     ResolveOutcome,
 )
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.ledger_moves import post_lock, void_lock
 from tests.support.quotas import UNLIMITED
 
 
@@ -90,8 +91,8 @@ def test_post_moves_funds_once(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
     ledger.lock(transfer, usdt, UNLIMITED)
-    assert ledger.post(transfer, usdt) == ResolveOutcome.POSTED
-    assert ledger.post(transfer, usdt) == ResolveOutcome.POSTED
+    assert post_lock(ledger, transfer, usdt) == ResolveOutcome.POSTED
+    assert post_lock(ledger, transfer, usdt) == ResolveOutcome.POSTED
     balances = balance_of(ledger, user_id, usdt)
     assert (balances[AccountType.FUNDING].available, balances[AccountType.FUNDING].locked) == (70, 0)
     assert balances[AccountType.SPOT].available == 30
@@ -102,8 +103,8 @@ def test_void_releases_funds_once(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
     ledger.lock(transfer, usdt, UNLIMITED)
-    assert ledger.void(transfer, usdt) == ResolveOutcome.VOIDED
-    assert ledger.void(transfer, usdt) == ResolveOutcome.VOIDED
+    assert void_lock(ledger, transfer, usdt) == ResolveOutcome.VOIDED
+    assert void_lock(ledger, transfer, usdt) == ResolveOutcome.VOIDED
     balances = balance_of(ledger, user_id, usdt)
     assert (balances[AccountType.FUNDING].available, balances[AccountType.FUNDING].locked) == (100, 0)
     assert balances[AccountType.SPOT].available == 0
@@ -114,8 +115,8 @@ def test_post_after_void_reports_the_void_and_moves_nothing(ledger: Ledger, usdt
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
     ledger.lock(transfer, usdt, UNLIMITED)
-    ledger.void(transfer, usdt)
-    assert ledger.post(transfer, usdt) == ResolveOutcome.VOIDED
+    void_lock(ledger, transfer, usdt)
+    assert post_lock(ledger, transfer, usdt) == ResolveOutcome.VOIDED
     assert balance_of(ledger, user_id, usdt)[AccountType.SPOT].available == 0
 
 
@@ -123,8 +124,8 @@ def test_void_after_post_reports_the_post_and_moves_nothing(ledger: Ledger, usdt
     user_id = funded_user(ledger, usdt, 100)
     transfer = make_transfer(user_id, 30)
     ledger.lock(transfer, usdt, UNLIMITED)
-    ledger.post(transfer, usdt)
-    assert ledger.void(transfer, usdt) == ResolveOutcome.POSTED
+    post_lock(ledger, transfer, usdt)
+    assert void_lock(ledger, transfer, usdt) == ResolveOutcome.POSTED
     assert balance_of(ledger, user_id, usdt)[AccountType.FUNDING].available == 70
 
 
@@ -137,7 +138,7 @@ def test_concurrent_post_and_void_resolve_exactly_once(ledger: Ledger, usdt: Ass
 
         def resolve(post: bool, transfer: object = transfer, start: threading.Barrier = start) -> ResolveOutcome:
             start.wait()
-            return (ledger.post if post else ledger.void)(transfer, usdt)  # type: ignore[arg-type]
+            return (post_lock if post else void_lock)(ledger, transfer, usdt)  # type: ignore[arg-type]
 
         with ThreadPoolExecutor(2) as pool:
             outcomes = set(pool.map(resolve, [True, False]))
@@ -151,7 +152,7 @@ def test_resolving_a_transfer_never_locked_reports_it(ledger: Ledger, usdt: Asse
     funded_user(ledger, usdt, 100)
     transfer = make_transfer(random_user_id(), 10)
     assert ledger.state_of(transfer, usdt) == LedgerState.ABSENT
-    assert ledger.post(transfer, usdt) == ResolveOutcome.NOT_LOCKED
+    assert post_lock(ledger, transfer, usdt) == ResolveOutcome.NOT_LOCKED
 
 
 def test_fence_stops_a_late_lock(ledger: Ledger, usdt: Asset) -> None:
@@ -187,7 +188,7 @@ def test_amounts_beyond_two_to_the_64_are_exact(ledger: Ledger, usdt: Asset) -> 
     assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
     funding = balance_of(ledger, user_id, usdt)[AccountType.FUNDING]
     assert (funding.available, funding.locked) == (7, huge)
-    assert ledger.post(transfer, usdt) == ResolveOutcome.POSTED
+    assert post_lock(ledger, transfer, usdt) == ResolveOutcome.POSTED
     balances = balance_of(ledger, user_id, usdt)
     assert balances[AccountType.SPOT].available == huge
     assert balances[AccountType.FUNDING].available == 7
@@ -197,10 +198,10 @@ def test_spot_back_to_funding(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 100)
     out = make_transfer(user_id, 40)
     ledger.lock(out, usdt, UNLIMITED)
-    ledger.post(out, usdt)
+    post_lock(ledger, out, usdt)
     back = make_transfer(user_id, 15, from_type=AccountType.SPOT)
     assert ledger.lock(back, usdt, UNLIMITED) == LockOutcome.LOCKED
-    assert ledger.post(back, usdt) == ResolveOutcome.POSTED
+    assert post_lock(ledger, back, usdt) == ResolveOutcome.POSTED
     balances = balance_of(ledger, user_id, usdt)
     assert balances[AccountType.FUNDING].available == 75
     assert balances[AccountType.SPOT].available == 25
@@ -222,7 +223,7 @@ def test_resolve_many_answers_each_in_order_and_each_stands_alone(ledger: Ledger
     to_post, to_void, already_voided, never_locked = (make_transfer(user_id, n) for n in (10, 20, 30, 40))
     for transfer in (to_post, to_void, already_voided):
         assert ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
-    ledger.void(already_voided, usdt)
+    void_lock(ledger, already_voided, usdt)
     outcomes = ledger.resolve_many(
         [
             Resolution(to_post, usdt, post=True),

@@ -29,6 +29,7 @@ from app.domain.transfer import AccountType, Transfer
 from app.ports.errors import LedgerInvariantBroken
 from app.ports.ledger import DepositOutcome, FenceOutcome, Ledger, LedgerState, LockOutcome, Resolution
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.ledger_moves import post_lock, void_lock
 
 
 def funded_user(ledger: Ledger, asset: Asset, amount: int) -> int:
@@ -86,7 +87,7 @@ def test_directions_have_separate_quotas(ledger: Ledger, usdt: Asset) -> None:
     user_id = funded_user(ledger, usdt, 1000)
     out = make_transfer(user_id, 100)
     assert ledger.lock(out, usdt, limit(100)) == LockOutcome.LOCKED
-    assert ledger.post(out, usdt).value == "posted"
+    assert post_lock(ledger, out, usdt).value == "posted"
     back = make_transfer(user_id, 100, from_type=AccountType.SPOT)
     assert ledger.lock(back, usdt, limit(100)) == LockOutcome.LOCKED
     assert QuotaKey.of_transfer(back, usdt).direction == Direction.SPOT_TO_FUNDING
@@ -104,7 +105,7 @@ def test_a_post_consumes_the_quota_and_a_void_releases_it(ledger: Ledger, usdt: 
     assert quota_of(ledger, posted, usdt) == QuotaBalance(granted=100, consumed=30, held=0)
     # Retries and the losing resolution change nothing.
     ledger.resolve_many([Resolution(posted, usdt, post=True), Resolution(voided, usdt, post=True)])
-    assert ledger.void(posted, usdt).value == "posted"
+    assert void_lock(ledger, posted, usdt).value == "posted"
     assert quota_of(ledger, posted, usdt) == QuotaBalance(granted=100, consumed=30, held=0)
     # What the void released can be used again.
     assert ledger.lock(make_transfer(user_id, 70), usdt, limit(100)) == LockOutcome.LOCKED
@@ -118,7 +119,7 @@ def test_a_lock_made_yesterday_settles_against_yesterdays_quota(ledger: Ledger, 
     today = make_transfer(user_id, 100)
     # Today's quota is whole: yesterday's lock does not count against it.
     assert ledger.lock(today, usdt, limit(100)) == LockOutcome.LOCKED
-    assert ledger.post(old, usdt).value == "posted"
+    assert post_lock(ledger, old, usdt).value == "posted"
     assert quota_of(ledger, old, usdt) == QuotaBalance(granted=100, consumed=80, held=0)
     assert quota_of(ledger, today, usdt) == QuotaBalance(granted=100, consumed=0, held=100)
     assert utc_day(yesterday) + 1 == QuotaKey.of_transfer(today, usdt).day
@@ -158,7 +159,7 @@ def test_adjustments_raise_and_cut_once_per_version_and_never_below_what_is_used
     assert (balance.cut_asked, balance.cut_taken, balance.available_in_ledger) == (100, 80, 0)
     assert ledger.lock(make_transfer(user_id, 1), usdt, limit(100)) == LockOutcome.LIMIT_EXCEEDED
     # The locked transfer still settles.
-    assert ledger.post(transfer, usdt).value == "posted"
+    assert post_lock(ledger, transfer, usdt).value == "posted"
 
 
 def test_concurrent_locks_never_overrun_the_limit(ledger: Ledger, usdt: Asset) -> None:
@@ -233,7 +234,7 @@ def test_state_of_refuses_a_quota_debit_out_of_step_with_its_lock(ledger: Ledger
     fine = make_transfer(user_id, 10)
     assert ledger.lock(fine, usdt, limit(100)) == LockOutcome.LOCKED
     assert ledger.state_of(fine, usdt) == LedgerState.PENDING
-    assert ledger.void(fine, usdt).value == "voided"
+    assert void_lock(ledger, fine, usdt).value == "voided"
     assert ledger.state_of(fine, usdt) == LedgerState.VOIDED
     orphan = make_transfer(user_id, 10)
     if isinstance(ledger, EmbeddedLedger):

@@ -25,6 +25,7 @@ from app.domain.transfer import AccountType, Transfer, TransferCommand
 from app.ports.ledger import DepositOutcome, Ledger
 from app.ports.store import IdempotencyClaim, TransferStore
 from app.services.batches import BatchService
+from app.services.dependencies import Dependencies
 from app.services.limits import LimitService
 from app.services.transfers import TransferService
 from tests.conftest import random_request_id, random_user_id
@@ -59,7 +60,7 @@ def services(store: Any, ledger: Ledger, catalog: AssetCatalog) -> BatchService:
     defaults = DefaultLimits.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text(), catalog)
     limits = LimitService(store, ledger, catalog, defaults, lambda: datetime.now(UTC))
     ids = SnowflakeGenerator(random_request_id() % 1000)
-    transfers = TransferService(store, ledger, InProcessServiceBus(), catalog, ids, limits)
+    transfers = TransferService(Dependencies.over(catalog, ids, store, ledger, InProcessServiceBus()), limits)
     return BatchService(transfers)
 
 

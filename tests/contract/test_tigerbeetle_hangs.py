@@ -18,6 +18,7 @@ from app.domain.transfer import AccountType
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import DepositOutcome, LedgerState, LockOutcome, ResolveOutcome
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.ledger_moves import post_lock
 from tests.support.quotas import UNLIMITED
 from tests.support.tigerbeetle_server import TigerBeetleServer
 
@@ -102,12 +103,12 @@ def test_a_lock_survives_a_crash_and_is_posted_after_the_restart(
     assert own_ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
 
     own_server.kill()
-    elapsed = fails_within_deadline(lambda: own_ledger.post(transfer, usdt))
+    elapsed = fails_within_deadline(lambda: post_lock(own_ledger, transfer, usdt))
 
     own_server.restart()
-    outcome, answer_seconds = first_answer(lambda: own_ledger.post(transfer, usdt))
+    outcome, answer_seconds = first_answer(lambda: post_lock(own_ledger, transfer, usdt))
     assert outcome == ResolveOutcome.POSTED
-    assert own_ledger.post(transfer, usdt) == ResolveOutcome.POSTED
+    assert post_lock(own_ledger, transfer, usdt) == ResolveOutcome.POSTED
     assert own_ledger.state_of(transfer, usdt) == LedgerState.POSTED
     balances = {b.account_type: b for b in own_ledger.balances(user_id, [usdt])}
     assert (balances[AccountType.FUNDING].available, balances[AccountType.FUNDING].locked) == (60, 0)

@@ -66,7 +66,7 @@ def test_a_burst_of_batches_and_a_race_end_whole(stack: Stack, figures: Callable
         for leg in legs:
             assert leg.batch_id is not None
             batches.setdefault(leg.batch_id, set()).add(leg.status.value)
-        racer_spot = [b for b in container.transfers.ledger.balances(racer, [container.catalog.get("USDT")])]
+        racer_spot = [b for b in container.transfers.deps.accounts.balances(racer, [container.catalog.get("USDT")])]
     finally:
         container.close()
     figures(

@@ -39,6 +39,7 @@ from app.domain.transfer import Transfer
 from app.ports.ledger import DepositOutcome, Ledger, LockOutcome, ResolveOutcome
 from app.services.limits import LimitService
 from tests.conftest import make_transfer, random_request_id, random_user_id
+from tests.support.ledger_moves import post_lock, void_lock
 
 F2S = Direction.FUNDING_TO_SPOT
 AMOUNTS = st.integers(min_value=1, max_value=60)
@@ -121,9 +122,9 @@ def machine_for(make_ledger: Callable[[], Ledger], store: SqliteTransferStore, c
             """The engine's confirmation posts; its rejection, or an operator's void, voids."""
             lock = self.model.pending.pop(pick % len(self.model.pending))
             if post:
-                assert self.ledger.post(lock.transfer, usdt) == ResolveOutcome.POSTED
+                assert post_lock(self.ledger, lock.transfer, usdt) == ResolveOutcome.POSTED
             else:
-                assert self.ledger.void(lock.transfer, usdt) == ResolveOutcome.VOIDED
+                assert void_lock(self.ledger, lock.transfer, usdt) == ResolveOutcome.VOIDED
                 self.model.days[lock.day].used -= lock.transfer.amount
 
         @rule(limit=LIMITS)

@@ -16,6 +16,9 @@ class FakeWorkerIdLeases(WorkerIdLeases):
         self.calls: list[str] = []
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        return None
+
     def _check(self, call: str) -> None:
         self.calls.append(call)
         if self.down:

@@ -80,7 +80,7 @@ def check_invariants(
     quota_posted: dict[QuotaKey, int] = defaultdict(int)
     for transfer in by_id.values():
         asset = transfers.catalog.get(transfer.asset)
-        state = transfers.ledger.state_of(transfer, asset)
+        state = transfers.deps.moves.state_of(transfer, asset)
         states[transfer.request_id] = state
         quota = QuotaKey.of_transfer(transfer, asset)
         if state == LedgerState.PENDING:
@@ -112,7 +112,7 @@ def check_invariants(
     users = {user for user, _ in deposits} | {t.user_id for t in by_id.values()}
     for user_id in users:
         totals: dict[str, int] = defaultdict(int)
-        for balance in transfers.ledger.balances(user_id, list(transfers.catalog)):
+        for balance in transfers.deps.accounts.balances(user_id, list(transfers.catalog)):
             totals[balance.asset] += balance.available + balance.locked
             held = locked.get((user_id, balance.asset, balance.account_type), 0)
             if balance.locked != held:
@@ -142,8 +142,8 @@ def _check_quotas(
     has consumed exactly the posted ones (plus operators' cuts, for users with
     overrides), and is never overrun.
     """
-    balances = transfers.ledger.quota_balances(list(held.keys() | posted.keys()))
-    overridden = {key.user_id for key in balances if transfers.store.limit_overrides(key.user_id)}
+    balances = transfers.deps.quotas.quota_balances(list(held.keys() | posted.keys()))
+    overridden = {key.user_id for key in balances if transfers.deps.overrides.limit_overrides(key.user_id)}
     for key in held.keys() | posted.keys():
         balance = balances.get(key)
         label = f"user {key.user_id} {key.asset.symbol} {key.direction.value} day {key.day}"
@@ -169,16 +169,16 @@ def _check_batches(
 ) -> None:
     """All or nothing: a batch's legs are all recorded, in one ledger state, and end the same way."""
     for batch_id in sorted({t.batch_id for t in by_id.values() if t.batch_id is not None}):
-        batch = transfers.store.get_batch(batch_id)
+        batch = transfers.deps.batches.get_batch(batch_id)
         if batch is None:
             report.violations.append(f"batch {batch_id} has legs but no record")
             continue
-        legs = transfers.store.get_many(batch.request_ids)
+        legs = transfers.deps.transfers.get_many(batch.request_ids)
         if len(legs) != len(batch.request_ids):
             missing = sorted(set(batch.request_ids) - set(legs))
             report.violations.append(f"batch {batch_id}: legs {missing} are not recorded")
         leg_states = {
-            states.get(i) or transfers.ledger.state_of(t, transfers.catalog.get(t.asset)) for i, t in legs.items()
+            states.get(i) or transfers.deps.moves.state_of(t, transfers.catalog.get(t.asset)) for i, t in legs.items()
         }
         # A fenced leg and its never-locked siblings are equally "nothing locked".
         if len(leg_states - {LedgerState.ABSENT, LedgerState.FENCED}) > 1 or (
@@ -205,7 +205,7 @@ def _all_transfers(transfers: TransferService, user_id: int) -> list[Transfer]:
     found: list[Transfer] = []
     cursor = None
     while True:
-        page = transfers.store.history(user_id, 100, cursor)
+        page = transfers.deps.transfers.history(user_id, 100, cursor)
         found.extend(page.items)
         if page.next_cursor is None:
             return found

@@ -16,6 +16,7 @@ from app.domain.limits import DefaultLimits
 from app.domain.transfer import AccountType, Transfer, TransferCommand
 from app.ports.store import TransferStore
 from app.services.accounts import AccountService
+from app.services.dependencies import Dependencies
 from app.services.limits import LimitService
 from app.services.recovery import RecoveryPolicy, RecoveryService
 from app.services.transfers import TransferService
@@ -53,7 +54,8 @@ class Harness:
         ids = SnowflakeGenerator(1, clock_ms=lambda: int(self.clock().timestamp() * 1000))
         defaults = DefaultLimits.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text(), catalog)
         self.limits = LimitService(self.store, self.ledger, catalog, defaults, self.clock)
-        self.transfers = TransferService(self.store, self.ledger, self.bus, catalog, ids, self.limits, self.clock)
+        deps = Dependencies.over(catalog, ids, self.store, self.ledger, self.bus)
+        self.transfers = TransferService(deps, self.limits, self.clock)
         self.accounts = AccountService(self.ledger, catalog, ids, self.store, self.clock)
         self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())
         self.engine = ReferenceEngine(self.bus.engine_side())

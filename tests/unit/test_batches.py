@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from app.adapters.bus_messages import decode_request, decode_result, encode_request, encode_result
 from app.domain.batch import BatchCommand, BatchStatus
 from app.domain.errors import ValidationFailed
 from app.domain.limits import EffectiveLimit
 from app.domain.transfer import AccountType, FailureReason, Outcome, Status, Transfer
-from app.ports.bus import EngineBatchRequest, EngineResult, decode_request
+from app.ports.bus import EngineBatchRequest, EngineResult
 from app.ports.ledger import BatchLeg
 from app.ports.store import IdempotencyClaim
 from app.services.batches import BatchService
@@ -32,7 +33,7 @@ def test_a_batch_is_one_engine_message_and_its_answer_settles_every_leg(harness:
     assert len(messages) == 1 and isinstance(messages[0], EngineBatchRequest)
     assert [leg.request_id for leg in messages[0].legs] == [leg.request_id for leg in legs]
     # The wire form round-trips, with its own schema version.
-    assert decode_request(messages[0].to_message()) == messages[0]
+    assert decode_request(encode_request(messages[0])) == messages[0]
     harness.pump()
     assert [harness.reload(leg).status for leg in legs] == [Status.SUCCESS, Status.SUCCESS]
     assert harness.balance(user_id, AccountType.SPOT) == (300, 0)
@@ -74,7 +75,8 @@ def test_a_half_recorded_batch_is_fenced_and_failed_by_the_scanner_and_never_loc
     harness.recovery.scan()
     assert harness.reload(legs[0]).status == Status.FAILED
     # The retry with the key records the missing leg and finds the batch can never lock.
-    harness.transfers.store.claim_idempotency_key(user_id, "key-1", IdempotencyClaim(batch.batch_id, batch.fingerprint))
+    claim = IdempotencyClaim(batch.batch_id, batch.fingerprint)
+    harness.transfers.deps.keys.claim_idempotency_key(user_id, "key-1", claim)
     view = service.submit(command, "key-1").view
     assert view.status == BatchStatus.FAILED
     harness.clock.advance(minutes=5)
@@ -154,14 +156,14 @@ def test_a_malformed_batch_request_is_refused(message: dict[str, object]) -> Non
 
 
 def test_a_batch_result_names_the_batch_and_a_single_one_the_transfer() -> None:
-    batch = EngineResult(5, Outcome.CONFIRMED, batch=True).to_message()
+    batch = encode_result(EngineResult(5, Outcome.CONFIRMED, batch=True))
     assert batch["schema_version"] == 2 and batch["batch_id"] == "5" and "request_id" not in batch
-    assert EngineResult.from_message(batch) == EngineResult(5, Outcome.CONFIRMED, batch=True)
-    single = EngineResult(5, Outcome.CONFIRMED).to_message()
+    assert decode_result(batch) == EngineResult(5, Outcome.CONFIRMED, batch=True)
+    single = encode_result(EngineResult(5, Outcome.CONFIRMED))
     assert single["schema_version"] == 1 and single["request_id"] == "5"
-    assert EngineResult.from_message(single).batch is False
+    assert decode_result(single).batch is False
     with pytest.raises(ValueError):
-        EngineResult.from_message({"schema_version": 2, "request_id": "5", "outcome": "confirmed", "reason": None})
+        decode_result({"schema_version": 2, "request_id": "5", "outcome": "confirmed", "reason": None})
 
 
 def test_an_answer_for_an_unknown_batch_is_poison_after_the_rest_is_applied(harness: Harness) -> None:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from app.adapters.bus_messages import SCHEMA_VERSION, decode_result, encode_result
 from app.domain.transfer import Outcome
-from app.ports.bus import SCHEMA_VERSION, EngineResult
+from app.ports.bus import EngineResult
 
 
 def message(**overrides: Any) -> dict[str, object]:
@@ -22,11 +23,11 @@ def message(**overrides: Any) -> dict[str, object]:
 
 
 def test_a_result_round_trips_in_the_contract_s_wire_format() -> None:
-    result = EngineResult.from_message(message())
+    result = decode_result(message())
     assert result == EngineResult(118682025984004096, Outcome.REJECTED, "no liquidity")
-    assert result.to_message() == message()
+    assert encode_result(result) == message()
     # The wire keeps plain strings, not enum reprs.
-    assert type(result.to_message()["outcome"]) is str
+    assert type(encode_result(result)["outcome"]) is str
 
 
 @pytest.mark.parametrize(
@@ -46,16 +47,16 @@ def test_a_result_round_trips_in_the_contract_s_wire_format() -> None:
 )
 def test_request_id_must_be_the_decimal_string(request_id: object) -> None:
     with pytest.raises(ValueError):
-        EngineResult.from_message(message(request_id=request_id))
+        decode_result(message(request_id=request_id))
 
 
 @pytest.mark.parametrize("outcome", ["maybe", "CONFIRMED", None, 1])
 def test_an_unknown_outcome_is_malformed(outcome: object) -> None:
     with pytest.raises(ValueError, match="unknown outcome"):
-        EngineResult.from_message(message(outcome=outcome))
+        decode_result(message(outcome=outcome))
 
 
 def test_a_reason_must_be_text_or_null() -> None:
-    assert EngineResult.from_message(message(reason=None)).reason is None
+    assert decode_result(message(reason=None)).reason is None
     with pytest.raises(ValueError):
-        EngineResult.from_message(message(reason={"code": 1}))
+        decode_result(message(reason={"code": 1}))

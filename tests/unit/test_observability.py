@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
+from app.adapters.bus_messages import decode_request, decode_result, encode_request, encode_result
 from app.adapters.instrumented import instrumented
 from app.domain.transfer import Outcome
 from app.logging_setup import REDACTED, ContextFilter, make_formatter, scrub
@@ -113,15 +114,15 @@ def test_log_format_text_gives_readable_lines(monkeypatch: pytest.MonkeyPatch) -
 
 def test_bus_messages_carry_the_trace_id_only_when_there_is_one() -> None:
     request = EngineRequest(1, 2, "USDT", "funding", "spot", 5, trace_id="t-9")
-    assert EngineRequest.from_message(request.to_message()) == request
+    assert decode_request(encode_request(request)) == request
     bare = EngineRequest(1, 2, "USDT", "funding", "spot", 5)
-    assert "trace_id" not in bare.to_message()
-    assert EngineRequest.from_message(bare.to_message()).trace_id is None
+    assert "trace_id" not in encode_request(bare)
+    assert decode_request(encode_request(bare)).trace_id is None
     result = EngineResult(1, Outcome.CONFIRMED, None, trace_id="t-9")
-    assert EngineResult.from_message(result.to_message()) == result
+    assert decode_result(encode_result(result)) == result
     # An unusable trace id is dropped, never a reason to dead-letter the message.
-    unsafe = {**result.to_message(), "trace_id": "x" * 500}
-    assert EngineResult.from_message(unsafe).trace_id is None
+    unsafe = {**encode_result(result), "trace_id": "x" * 500}
+    assert decode_result(unsafe).trace_id is None
 
 
 class _Backend:

@@ -13,6 +13,7 @@ from app.services.operations import NotPending, OperatorService, ReasonRequired
 from app.services.transfers import InsufficientBalance
 from tests.conftest import record_move
 from tests.support.inprocess_bus import deliver_queued
+from tests.support.ledger_moves import void_lock
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -93,7 +94,7 @@ def test_reconcile_flags_a_store_that_disagrees_with_the_ledger(harness: Harness
     transfer = harness.store.get(request_id)
     assert transfer is not None
     usdt = harness.transfers.catalog.get("USDT")
-    harness.ledger.void(transfer, usdt)  # voided in the ledger ...
+    void_lock(harness.ledger, transfer, usdt)  # voided in the ledger ...
     record_move(harness.store, transfer, Status.SUCCESS, reason="corrupt", now=harness.clock())
     [report] = operations.reconcile(request_id=request_id)
     assert (report.transfer.status, report.ledger_state, report.agrees) == (Status.SUCCESS, LedgerState.VOIDED, False)
@@ -118,7 +119,7 @@ def _voided_by_a_dead_actor(harness: Harness, request_id: int) -> None:
     """The ledger voided it, its author died before recording, and the scanner recorded a bare VOIDED."""
     transfer = harness.store.get(request_id)
     assert transfer is not None
-    harness.ledger.void(transfer, harness.transfers.catalog.get("USDT"))
+    void_lock(harness.ledger, transfer, harness.transfers.catalog.get("USDT"))
     harness.clock.advance(minutes=5)
     assert harness.recovery.scan()["completed_failed"] == 1
     stored = harness.store.get(request_id)

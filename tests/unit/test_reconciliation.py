@@ -14,6 +14,7 @@ from app.ports.ledger import LedgerState
 from app.ports.store import StatusChange
 from app.services.reconciliation import ReconciliationPolicy, ReconciliationService, agrees
 from tests.conftest import make_transfer, random_user_id
+from tests.support.ledger_moves import void_lock
 from tests.unit.harness import Harness
 
 UNIT = 10**8
@@ -54,7 +55,7 @@ def test_a_success_the_ledger_voided_is_reported_with_both_sides(
     pending = harness.transfers.submit(harness.command(user, 7 * UNIT)).transfer
     usdt = harness.transfers.catalog.get("USDT")
     # The ledger voids it; the store is told success anyway (the bug this job exists to catch).
-    harness.ledger.void(pending, usdt)
+    void_lock(harness.ledger, pending, usdt)
     told = pending.moved_to(Status.SUCCESS, harness.clock())
     harness.store.record_statuses([StatusChange(pending, told, SETTLEMENT, "a wrong write")])
     harness.clock.advance(minutes=1)

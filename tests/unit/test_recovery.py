@@ -11,6 +11,7 @@ from app.domain.transfer import AccountType, Status, Transfer
 from app.ports.ledger import LedgerState, LockOutcome
 from tests.conftest import record_move
 from tests.support.inprocess_bus import deliver_queued
+from tests.support.ledger_moves import post_lock, void_lock
 from tests.support.quotas import UNLIMITED
 from tests.unit.harness import Harness
 
@@ -73,8 +74,8 @@ def test_pending_resolved_in_the_ledger_is_completed(harness: Harness) -> None:
     posted = harness.transfers.submit(harness.command(1, UNIT)).transfer
     voided = harness.transfers.submit(harness.command(1, UNIT)).transfer
     usdt = harness.transfers.catalog.get("USDT")
-    harness.ledger.post(posted, usdt)  # settlement died before its store update
-    harness.ledger.void(voided, usdt)
+    post_lock(harness.ledger, posted, usdt)  # settlement died before its store update
+    void_lock(harness.ledger, voided, usdt)
     actions = harness.recovery.scan()
     # A fresh void waits: its author may still record why.
     assert actions["completed_success"] == 1 and actions["waiting"] == 1

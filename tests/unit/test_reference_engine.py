@@ -24,6 +24,9 @@ class FlakyEngineBus(EngineBus):
     def consume_requests(self, handler: object, stop: object) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        return None
+
     def publish_results(self, results: Sequence[EngineResult]) -> None:
         if self.failures:
             self.failures -= 1
