@@ -38,7 +38,7 @@ if not _settings.log_as_text:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "app.logging_setup.make_formatter"}},
-        "filters": {"context": {"()": "app.logging_setup.ContextFilter", "process": "web"}},
+        "filters": {"context": {"()": "app.observability.context.ContextFilter", "process": "web"}},
         "handlers": {"gunicorn_json": _json_handler},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["gunicorn_json"], "propagate": False},

@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 from app.adapters.backend_url import BackendUrl
 from app.adapters.instrumented import instrumented
 from app.config import PROJECT_ROOT, Settings
-from app.domain.assets import AssetCatalog
 from app.domain.limits import DefaultLimits
+from app.domain.money import AssetCatalog
 from app.ports.bus import ServiceBus
 from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
@@ -163,7 +163,7 @@ def build(
     ledger: Ledger | None = None,
     bus: ServiceBus | None = None,
 ) -> Container:
-    catalog = AssetCatalog.from_file(settings.assets_file)
+    catalog = AssetCatalog.from_toml(Path(settings.assets_file).read_text())
     store = store or make_store(settings.store_url, settings.cassandra_credentials())
     ids = make_id_generator(settings, store)
     ledger = ledger or make_ledger(settings.ledger_url)

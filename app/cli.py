@@ -18,7 +18,8 @@ from flask.cli import AppGroup, with_appcontext
 
 from app import cli_limits
 from app.api.auth import issue_token, token_policy
-from app.api.presenters import report_view, transfer_view
+from app.api.presenters import report_view
+from app.api.transfers import transfer_view
 from app.bootstrap import Container
 from app.domain.errors import DomainError, ValidationFailed
 from app.domain.ids import parse_id

@@ -49,13 +49,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.extensions["internal_transfer"] = container or build(settings)
 
-    from app.api import accounts, admin, batches, body, health, limits, transfers
+    from app.api import accounts, admin, batches, health, inbound, limits, transfers
     from app.api.errors import register_error_handlers
     from app.api.openapi import Api
     from app.api.path_ids import TransferIdSegment, transfer_id_segment_schema
     from app.api.rate_limits import install_rate_limits
 
-    body.install(app)
+    inbound.install(app)
 
     api = Api(app, spec_kwargs={"info": {"description": "See docs/API.md for the contract."}})
     app.url_map.converters["transfer_id"] = TransferIdSegment
@@ -73,9 +73,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if settings.uses_dev_secrets:
         refuse_requests_beyond_loopback(app, settings)
 
-    from app.observability import web as observability
-
-    observability.install(app, metrics_on_web=settings.metrics_on_web, multiproc_dir=settings.prometheus_multiproc_dir)
+    # Last, so its before_request runs after the size, loopback and limiter checks, as before.
+    inbound.install_trace_and_metrics(
+        app, metrics_on_web=settings.metrics_on_web, multiproc_dir=settings.prometheus_multiproc_dir
+    )
 
     from app.cli import register_cli
 

@@ -10,74 +10,18 @@ scrub anything that looks like a secret before a line leaves the process.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
 from app.config import Settings
-from app.observability.context import request_id_var, trace_id_var
+from app.observability.context import ContextFilter, ScrubbingJsonFormatter, ScrubbingTextFormatter
 
 _CHATTY = ("tigerbeetle", "kafka", "cassandra")
-# Bearer tokens, and anything shaped like a JWT (three base64url parts, the first `eyJ`).
-_TOKEN_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
-)
-REDACTED = "[REDACTED]"
 
 
 def _secret_values(settings: Settings) -> list[str]:
     """The configured secrets themselves, so a line that quotes one verbatim is scrubbed too."""
     # Short values would scrub ordinary words; real secrets are long.
     return sorted({v for v in settings.secret_values() if len(v) >= 8}, key=len, reverse=True)
-
-
-def scrub(line: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret in line:
-            line = line.replace(secret, REDACTED)
-    for pattern in _TOKEN_PATTERNS:
-        line = pattern.sub(lambda m: (m.group(1) if m.re.groups else "") + REDACTED, line)
-    return line
-
-
-class ContextFilter(logging.Filter):
-    """Copies the bound trace and request ids onto each record (an explicit `extra` wins)."""
-
-    def __init__(self, process: str) -> None:
-        super().__init__()
-        self.process = process
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "trace_id", None) is None:
-            record.trace_id = trace_id_var.get()
-        if getattr(record, "request_id", None) is None:
-            record.request_id = request_id_var.get()
-        record.process_name = self.process
-        return True
-
-
-class ScrubbingJsonFormatter(JsonFormatter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__(
-            "%(levelname)s %(name)s %(message)s %(process_name)s %(trace_id)s %(request_id)s",
-            rename_fields={"levelname": "level", "name": "logger", "process_name": "process"},
-            timestamp=True,
-        )
-        self.secrets = secrets
-
-    def format(self, record: logging.LogRecord) -> str:
-        return scrub(super().format(record), self.secrets)
-
-
-class ScrubbingTextFormatter(logging.Formatter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(process)d %(name)s [%(trace_id)s %(request_id)s] %(message)s")
-        self.secrets = secrets
-
-    def format(self, record: logging.LogRecord) -> str:
-        return scrub(super().format(record), self.secrets)
 
 
 def make_formatter(settings: Settings | None = None) -> logging.Formatter:

@@ -20,11 +20,12 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 from app.adapters.kafka_bus import KafkaBusConfig
 from app.config import EventsTailSettings, Settings
-from app.domain.assets import AssetCatalog
 from app.domain.events import StatusEvent, rfc3339
+from app.domain.money import AssetCatalog
 from app.ports.errors import DependencyUnavailable
 
 # Dedupe memory: the last this many events' keys (a redelivery comes soon after the original).
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     config = _bus_config(settings)
-    catalog = AssetCatalog.from_file(settings.assets_file)
+    catalog = AssetCatalog.from_toml(Path(settings.assets_file).read_text())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

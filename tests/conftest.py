@@ -12,9 +12,8 @@ import pytest
 
 from app.api.auth import TokenPolicy
 from app.config import PROJECT_ROOT, Settings
-from app.domain.assets import AssetCatalog
 from app.domain.ids import MAX_WORKER_ID, SnowflakeGenerator
-from app.domain.money import Asset
+from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import API, AccountType, AuditActor, FailureReason, Status, Transfer, TransferCommand
 from app.ports.store import StatusChange, TransferStore
 
@@ -55,7 +54,7 @@ def require_real_backends() -> bool:
 
 @pytest.fixture(scope="session")
 def catalog() -> AssetCatalog:
-    return AssetCatalog.from_file(PROJECT_ROOT / "app" / "assets.toml")
+    return AssetCatalog.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.api.auth import current_principal
 from app.api.blueprint import Blueprint
-from app.api.container import container
+from app.api.inbound import container
 from app.api.schemas import AssetsSchema, BalancesSchema
 
 blp = Blueprint(

@@ -7,10 +7,9 @@ from typing import Any
 
 from app.api.auth import current_principal
 from app.api.blueprint import AMOUNT_ERRORS, Blueprint, raises, takes_idempotency_key
-from app.api.container import container
-from app.api.idempotency import idempotency_key
+from app.api.inbound import container, idempotency_key
 from app.api.path_ids import path_id
-from app.api.presenters import report_view, transfer_view
+from app.api.presenters import report_view
 from app.api.schemas import (
     DepositRequestSchema,
     DepositSchema,
@@ -22,6 +21,7 @@ from app.api.schemas import (
     TransferReportSchema,
     TransferSchema,
 )
+from app.api.transfers import transfer_view
 from app.domain.errors import (
     IdempotencyKeyReused,
     IllegalTransition,

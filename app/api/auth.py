@@ -16,8 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 import jwt
 from flask import current_app, g, request
 
+from app.domain.errors import DomainError, Unauthenticated, ValidationFailed
 from app.domain.errors import PermissionDenied as Forbidden
-from app.domain.errors import Unauthenticated, ValidationFailed
 from app.domain.ids import parse_canonical_id, parse_id
 
 P = ParamSpec("P")
@@ -83,16 +83,18 @@ def issue_token(policy: TokenPolicy, user_id: int, *, operator: bool = False, tt
     return jwt.encode(claims, policy.key_for(role), algorithm=ALGORITHM)
 
 
+_REFUSAL = "the bearer token is invalid or expired"
+
+
 def verify_token(policy: TokenPolicy, token: str, now: float | None = None) -> Principal:
     """The principal a token names; Unauthenticated unless every check holds."""
-    invalid = Unauthenticated("the bearer token is invalid or expired")
     try:
         # Unverified only to pick the key: the claim is verified with that key next.
         role = jwt.decode(token, options={"verify_signature": False}).get("role", USER_ROLE)
     except jwt.PyJWTError:
-        raise invalid from None
+        raise Unauthenticated(_REFUSAL) from None
     if role not in ROLES:
-        raise invalid
+        raise Unauthenticated(_REFUSAL)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -104,12 +106,12 @@ def verify_token(policy: TokenPolicy, token: str, now: float | None = None) -> P
             options={"require": ["sub", "exp", "iat", "iss", "aud"]},
         )
     except jwt.PyJWTError:
-        raise invalid from None
+        raise Unauthenticated(_REFUSAL) from None
     if claims.get("role", USER_ROLE) != role:
-        raise invalid
+        raise Unauthenticated(_REFUSAL)
     iat, exp = claims["iat"], claims["exp"]
     if not isinstance(iat, int | float) or not isinstance(exp, int | float):
-        raise invalid
+        raise Unauthenticated(_REFUSAL)
     moment = time.time() if now is None else now
     # A stolen long-lived token is a standing key: refuse any meant to last
     # longer than the maximum, whatever its issue time claims.
@@ -120,7 +122,7 @@ def verify_token(policy: TokenPolicy, token: str, now: float | None = None) -> P
         # "03001" is not 3001: one user, one spelling.
         user_id = parse_canonical_id(subject)
     except ValueError:
-        raise invalid from None
+        raise Unauthenticated(_REFUSAL) from None
     return Principal(user_id=user_id, role=role)
 
 
@@ -162,3 +164,16 @@ def authorize_operator() -> Principal:
         raise Forbidden("operator role required")
     g.principal = principal
     return principal
+
+
+def rate_limit_key() -> str:
+    """Whose budget a request spends (app/api/rate_limits.py): its user's, else its address's."""
+    # The guard of the transfer blueprint has verified the token by now; a
+    # JWT check costs more than the rest of the limiter, so it is not repeated.
+    checked = checked_principal()
+    if checked is not None:
+        return f"user:{checked.user_id}"
+    try:
+        return f"user:{_principal_from_request().user_id}"
+    except DomainError:
+        return f"anonymous:{request.remote_addr or 'unknown'}"

@@ -9,14 +9,13 @@ from flask.views import MethodView
 
 from app.api.auth import current_principal
 from app.api.blueprint import TRANSFER_ERRORS, Blueprint, raises, takes_idempotency_key
-from app.api.container import container
-from app.api.idempotency import idempotency_key
+from app.api.inbound import container, idempotency_key
 from app.api.path_ids import path_id
-from app.api.presenters import rfc3339, transfer_view
 from app.api.schemas import BatchRequestSchema, BatchSchema
-from app.domain.assets import AssetCatalog
+from app.api.transfers import rfc3339, transfer_view
 from app.domain.batch import BatchCommand, BatchStatus
 from app.domain.errors import NotFound
+from app.domain.money import AssetCatalog
 from app.services.batches import BatchView
 from app.services.transfers import build_command
 

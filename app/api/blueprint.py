@@ -19,12 +19,8 @@ from copy import deepcopy
 from typing import Any, TypeVar
 
 import flask_smorest
-from flask import request
-from marshmallow import missing
-from webargs.flaskparser import FlaskParser
 
-from app.api import body
-from app.api.auth import authenticate, authorize_operator
+from app.api import inbound
 from app.api.errors import PayloadTooLarge, RateLimited, ServiceUnavailable, UnsupportedMediaType, status_of
 from app.api.schemas import ApiErrorSchema
 from app.domain.errors import (
@@ -48,20 +44,6 @@ from app.domain.errors import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
-
-
-class _BoundedJsonParser(FlaskParser):
-    """webargs' parser, with the bounded JSON reader of app/api/body.py instead of json.loads."""
-
-    # The API answers validation errors 400 (never webargs' default 422), and the spec says so.
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def load_json(self, req: Any, schema: Any) -> Any:
-        raw = req.get_data(cache=True)
-        body.check_read_size(raw)
-        if not raw:
-            return missing  # marshmallow then names the required fields
-        return body.parse_json_body(raw)
 
 
 def _apidoc(func: Any) -> dict[str, Any]:
@@ -134,7 +116,7 @@ def _error_response(status: int, errors: list[type[DomainError]]) -> dict[str, A
 
 
 class Blueprint(flask_smorest.Blueprint):
-    ARGUMENTS_PARSER = _BoundedJsonParser()
+    ARGUMENTS_PARSER = inbound.BoundedJsonParser()
 
     def __init__(
         self,
@@ -147,16 +129,8 @@ class Blueprint(flask_smorest.Blueprint):
         self._operator_only = operator_only
         self._public_endpoints = frozenset(public_endpoints)
         self._public = frozenset(f"{self.name}.{endpoint}" for endpoint in public_endpoints)
-        self.before_request(self._guard)
+        self.before_request(inbound.guard(self._public, operator_only))
         self._prepare_doc_cbks.append(self._prepare_errors_doc)
-
-    def _guard(self) -> None:
-        if request.endpoint not in self._public:
-            if self._operator_only:
-                authorize_operator()
-            else:
-                authenticate()
-        body.check_media_type()
 
     def _store_endpoint_docs(self, endpoint: str, obj: Any, parameters: Any, tags: Any, **options: Any) -> None:
         super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
@@ -173,7 +147,7 @@ class Blueprint(flask_smorest.Blueprint):
             errors += [Unauthenticated, ServiceUnavailable]
             if self._operator_only:
                 errors.append(PermissionDenied)
-        if method.upper() in body.BODY_METHODS:
+        if method.upper() in inbound.BODY_METHODS:
             errors += [PayloadTooLarge, UnsupportedMediaType, ValidationFailed]
         if doc_info.get("arguments"):
             errors.append(ValidationFailed)

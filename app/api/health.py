@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 
-from app.api.container import container
+from app.api.inbound import container
 
 log = logging.getLogger(__name__)
 blp = Blueprint("health", __name__)

@@ -8,7 +8,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from app.api.auth import current_principal
 from app.api.blueprint import Blueprint, raises
-from app.api.container import container
+from app.api.inbound import container
 from app.api.path_ids import path_id
 from app.api.schemas import ASSET, REASON
 from app.domain.account_model import Direction

@@ -30,7 +30,7 @@ from app.api.limits import LimitOverrideRequestSchema
 from app.api.patterns import amount_pattern, limit_pattern
 from app.api.schemas import ApiErrorSchema, DepositRequestSchema, TransferRequestSchema
 from app.domain.account_model import Direction
-from app.domain.assets import AssetCatalog
+from app.domain.money import AssetCatalog
 from app.domain.transfer import AccountType
 
 JsonSchema = dict[str, Any]

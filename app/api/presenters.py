@@ -1,35 +1,12 @@
-"""Domain objects to JSON-ready dicts; amounts leave as decimal strings."""
+"""An operator's report of one transfer as JSON (a transfer's own view is app/api/transfers.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from app.domain.assets import AssetCatalog
-from app.domain.transfer import Transfer
+from app.api.transfers import rfc3339, transfer_view
+from app.domain.money import AssetCatalog
 from app.services.operations import TransferReport
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def transfer_view(transfer: Transfer, catalog: AssetCatalog) -> dict[str, Any]:
-    asset = catalog.get(transfer.asset)
-    return {
-        "request_id": str(transfer.request_id),
-        "from_account": {
-            "account_type": transfer.from_type.value,
-            "asset": transfer.asset,
-            "user_id": transfer.user_id,
-        },
-        "to_account": {"account_type": transfer.to_type.value, "asset": transfer.asset, "user_id": transfer.user_id},
-        "amount": asset.format(transfer.amount),
-        "status": transfer.status.value,
-        "failure_reason": transfer.failure_reason,
-        "created_at": rfc3339(transfer.created_at),
-        "updated_at": rfc3339(transfer.updated_at),
-    }
 
 
 def report_view(report: TransferReport, catalog: AssetCatalog) -> dict[str, Any]:

@@ -13,28 +13,15 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 
-from app.api.auth import _principal_from_request, checked_principal
+from app.api.auth import rate_limit_key
 from app.api.errors import RateLimited, error_response
-from app.domain.errors import DomainError
 
 TRANSFER_ENDPOINT = "internal_transfer.InternalTransfers"
 # The batch POST (up to 50 legs a request) has a budget of the same size, its own.
 BATCH_ENDPOINT = "internal_transfer_batch.Batches"
-
-
-def _user_key() -> str:
-    # The guard of the transfer blueprint has verified the token by now; a
-    # JWT check costs more than the rest of the limiter, so it is not repeated.
-    checked = checked_principal()
-    if checked is not None:
-        return f"user:{checked.user_id}"
-    try:
-        return f"user:{_principal_from_request().user_id}"
-    except DomainError:
-        return f"anonymous:{request.remote_addr or 'unknown'}"
 
 
 def _too_many(limit: RequestLimit | None) -> Response:
@@ -53,7 +40,7 @@ def _too_many(limit: RequestLimit | None) -> Response:
 def install_rate_limits(app: Flask, storage_uri: str, transfer_limit: str) -> Limiter:
     """One limiter per app (its own counters), applied to the transfer POST only."""
     limiter = Limiter(
-        key_func=_user_key,
+        key_func=rate_limit_key,
         app=app,
         storage_uri=storage_uri,
         # Supported by the memory, Redis and Memcached storages alike, and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import url_for
@@ -9,10 +10,8 @@ from flask.views import MethodView
 
 from app.api.auth import current_principal
 from app.api.blueprint import TRANSFER_ERRORS, Blueprint, raises, takes_idempotency_key
-from app.api.container import container
-from app.api.idempotency import idempotency_key
+from app.api.inbound import container, idempotency_key
 from app.api.path_ids import path_id
-from app.api.presenters import transfer_view
 from app.api.schemas import (
     HistoryQuerySchema,
     HistorySchema,
@@ -20,8 +19,34 @@ from app.api.schemas import (
     TransferSchema,
 )
 from app.domain.errors import InsufficientBalance, NotFound
+from app.domain.money import AssetCatalog
 from app.domain.transfer import FailureReason, Status, Transfer
 from app.services.transfers import build_command
+
+# Amounts leave as decimal strings, times as RFC 3339 in UTC.
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def transfer_view(transfer: Transfer, catalog: AssetCatalog) -> dict[str, Any]:
+    asset = catalog.get(transfer.asset)
+    return {
+        "request_id": str(transfer.request_id),
+        "from_account": {
+            "account_type": transfer.from_type.value,
+            "asset": transfer.asset,
+            "user_id": transfer.user_id,
+        },
+        "to_account": {"account_type": transfer.to_type.value, "asset": transfer.asset, "user_id": transfer.user_id},
+        "amount": asset.format(transfer.amount),
+        "status": transfer.status.value,
+        "failure_reason": transfer.failure_reason,
+        "created_at": rfc3339(transfer.created_at),
+        "updated_at": rfc3339(transfer.updated_at),
+    }
+
 
 LOCATION_HEADER = {"description": "The transfer's URL", "schema": {"type": "string"}}
 

@@ -6,9 +6,11 @@ No float is ever involved: parsing is done on the string's digits.
 from __future__ import annotations
 
 import re
+import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.domain.errors import AmountTooLarge, AmountTooSmall, InvalidAmount, InvalidPrecision
+from app.domain.errors import AmountTooLarge, AmountTooSmall, InvalidAmount, InvalidPrecision, ValidationFailed
 
 # Used with fullmatch only: `$` would also match before a final "\n", so "1\n" would pass.
 # ASCII digits only: `[0-9]`, never `\d`, which matches any Unicode digit.
@@ -83,3 +85,38 @@ def format_units(units: int, decimals: int) -> str:
     if decimals == 0:
         return sign + digits
     return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+class AssetCatalog:
+    """The supported assets, by symbol (configured in app/assets.toml)."""
+
+    def __init__(self, assets: list[Asset]) -> None:
+        self._by_symbol = {asset.symbol: asset for asset in assets}
+        ledgers = [asset.ledger for asset in assets]
+        if len(set(ledgers)) != len(ledgers):
+            raise ValueError("each asset needs its own ledger number")
+
+    @classmethod
+    def from_toml(cls, text: str) -> AssetCatalog:
+        assets = []
+        for symbol, spec in tomllib.loads(text)["assets"].items():
+            decimals = int(spec["decimals"])
+            assets.append(
+                Asset(
+                    symbol=symbol,
+                    decimals=decimals,
+                    min_units=parse_config_amount(spec["min_amount"], decimals),
+                    max_units=parse_config_amount(spec["max_amount"], decimals),
+                    ledger=int(spec["ledger"]),
+                )
+            )
+        return cls(assets)
+
+    def get(self, symbol: object) -> Asset:
+        asset = self._by_symbol.get(symbol) if isinstance(symbol, str) else None
+        if asset is None:
+            raise ValidationFailed(f"asset {symbol!r} is not supported", code="UNSUPPORTED_ASSET")
+        return asset
+
+    def __iter__(self) -> Iterator[Asset]:
+        return iter(self._by_symbol.values())

@@ -1,4 +1,4 @@
-"""Every metric the service exports, in one place, and how they are exposed.
+"""Every metric the service exports, in one place, how they are exposed, and what a transfer's progress records.
 
 Names start with `internal_transfer_`; labels take a small, fixed set of
 values (routes, statuses, backends, reasons, partitions), never a user id
@@ -12,6 +12,8 @@ scrape of any worker adds them all up. Gauges say how to combine workers;
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -23,6 +25,8 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
+
+from app.domain.transfer import Transfer
 
 # Resolves the request targets: p50 < 10 ms, p99 < 50 ms, p99.9 < 100 ms
 # each fall on a bucket boundary, with neighbours close enough to interpolate.
@@ -189,3 +193,37 @@ def _initialise_series() -> None:
 
 
 _initialise_series()
+
+
+# -- a transfer's progress: a counter, a latency, and one log line per step ---
+# Called by the handlers after each write; no I/O beyond the log line.
+
+log = logging.getLogger("internal_transfer.transfers")
+
+
+def accepted(transfer: Transfer, replayed: bool) -> None:
+    if not replayed:
+        TRANSFERS.labels(outcome="accepted", failure_reason="").inc()
+    log.info(
+        "transfer %s",
+        "replayed" if replayed else "accepted",
+        extra={"request_id": str(transfer.request_id), "status": transfer.status.value},
+    )
+
+
+def reached(before: Transfer, after: Transfer, actor: str, trace_id: str | None = None) -> None:
+    """`before` became `after`; counted once it is terminal (a duplicate write is not)."""
+    if before.status.is_terminal or not after.status.is_terminal:
+        return
+    outcome = after.status.value
+    TRANSFERS.labels(outcome=outcome, failure_reason=after.failure_reason or "").inc()
+    SETTLE_SECONDS.labels(outcome=outcome).observe(max(0.0, (after.updated_at - after.created_at).total_seconds()))
+    extra: dict[str, object] = {
+        "request_id": str(after.request_id),
+        "status": outcome,
+        "failure_reason": after.failure_reason,
+        "actor": actor,
+    }
+    if trace_id is not None:
+        extra["trace_id"] = trace_id
+    log.info("transfer %s", outcome, extra=extra)

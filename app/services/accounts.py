@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.domain.assets import AssetCatalog
 from app.domain.deposit import DepositAudit, check_idempotency_key, check_reason, deposit_id_for_key
 from app.domain.errors import ValidationFailed
 from app.domain.ids import IdGenerator
-from app.domain.money import Asset
+from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import AccountType
 from app.ports.ledger import DepositOutcome, LedgerAccounts
 from app.ports.store import DepositRecords

@@ -23,7 +23,7 @@ from app.domain.batch import Batch, BatchCommand, BatchStatus, batch_status
 from app.domain.errors import DomainError, InsufficientBalance, NotFound
 from app.domain.ids import block_ids
 from app.domain.transfer import API, FailureReason, Status, Transfer
-from app.observability import transfers as observe
+from app.observability import metrics as observe
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import BatchLeg, LimitSource, LockOutcome
 from app.ports.store import StatusChange

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.domain.assets import AssetCatalog
 from app.domain.ids import IdGenerator
+from app.domain.money import AssetCatalog
 from app.ports.bus import ServiceBus
 from app.ports.ledger import Ledger, LedgerAccounts, LedgerMoves, LedgerQuotas
 from app.ports.store import (

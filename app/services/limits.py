@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from app.domain.account_model import MAX_QUOTA_VERSION, Direction
-from app.domain.assets import AssetCatalog
 from app.domain.errors import OverrideConflict, ValidationFailed
 from app.domain.limits import (
     DefaultLimits,
@@ -26,7 +25,7 @@ from app.domain.limits import (
     usage,
     utc_day,
 )
-from app.domain.money import Asset
+from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import Transfer
 from app.ports.ledger import LedgerQuotas
 from app.ports.store import LimitOverrides

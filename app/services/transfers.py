@@ -9,11 +9,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.domain.account_model import Direction
-from app.domain.assets import AssetCatalog
 from app.domain.errors import DailyLimitExceeded, PermissionDenied, ValidationFailed
 from app.domain.errors import IdempotencyKeyReused as IdempotencyKeyReused  # re-exported for callers
 from app.domain.errors import InsufficientBalance as InsufficientBalance  # re-exported for callers
 from app.domain.errors import NotFound as NotFound  # re-exported for callers
+from app.domain.money import AssetCatalog
 from app.domain.transfer import (
     API,
     SETTLEMENT,
@@ -26,7 +26,7 @@ from app.domain.transfer import (
     Transfer,
     TransferCommand,
 )
-from app.observability import transfers as observe
+from app.observability import metrics as observe
 from app.observability.context import current_trace_id, request_id_var
 from app.ports.bus import EngineBatchRequest, EngineLeg, EngineRequest, EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable

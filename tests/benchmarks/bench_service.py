@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.config import PROJECT_ROOT
-from app.domain.assets import AssetCatalog
+from app.domain.money import AssetCatalog
 from tests.unit.harness import Harness
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 8
-    catalog = AssetCatalog.from_file(PROJECT_ROOT / "app" / "assets.toml")
+    catalog = AssetCatalog.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text())
     with tempfile.TemporaryDirectory() as directory:
         harness = Harness(Path(directory), catalog)
         users = list(range(1, 51))

@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 import pytest
 
 from app.domain.account_model import Direction
-from app.domain.assets import AssetCatalog
 from app.domain.limits import DefaultLimits, LimitUsage
-from app.domain.money import Asset
+from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import Transfer
 from app.ports.ledger import DepositOutcome, Ledger, LockOutcome
 from app.ports.store import TransferStore

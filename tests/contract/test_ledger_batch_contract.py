@@ -9,9 +9,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from app.domain.account_model import Direction
-from app.domain.assets import AssetCatalog
 from app.domain.limits import EffectiveLimit, QuotaKey
-from app.domain.money import Asset
+from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import AccountType, Transfer
 from app.ports.ledger import (
     BatchLeg,

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from app.adapters.cassandra_store import CassandraTransferStore
-from app.domain.assets import AssetCatalog
 from app.domain.ids import SnowflakeGenerator
+from app.domain.money import AssetCatalog
 from app.domain.transfer import API, Status, Transfer
 from app.ports.ledger import LockOutcome
 from app.ports.store import IdempotencyClaim

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from app.api.transfers import replay_refusal
-from app.domain.assets import AssetCatalog
 from app.domain.batch import BatchCommand
 from app.domain.errors import InsufficientBalance
 from app.domain.events import StatusEvent
+from app.domain.money import AssetCatalog
 from app.domain.transfer import (
     API,
     FAILURE_ORDER,

@@ -16,11 +16,10 @@ from typing import Any
 
 from app.adapters.inprocess_bus import InProcessServiceBus
 from app.config import PROJECT_ROOT
-from app.domain.assets import AssetCatalog
 from app.domain.batch import Batch, BatchCommand
 from app.domain.ids import SnowflakeGenerator
 from app.domain.limits import DefaultLimits
-from app.domain.money import Asset
+from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import AccountType, Transfer, TransferCommand
 from app.ports.ledger import DepositOutcome, Ledger
 from app.ports.store import IdempotencyClaim, TransferStore

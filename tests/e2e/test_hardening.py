@@ -159,7 +159,7 @@ def test_a_body_not_declared_json_is_415(client: FlaskClient) -> None:
 def test_an_idempotency_key_with_a_trailing_newline_is_refused(app: Flask) -> None:
     import pytest
 
-    from app.api.idempotency import idempotency_key
+    from app.api.inbound import idempotency_key
     from app.domain.errors import ValidationFailed
 
     # werkzeug's test client refuses to send a newline in a header, so the check is called directly.

@@ -33,8 +33,8 @@ from app.adapters.embedded_ledger import EmbeddedLedger
 from app.adapters.sqlite_store import SqliteTransferStore
 from app.adapters.tigerbeetle_ledger import TigerBeetleLedger
 from app.domain.account_model import Direction
-from app.domain.assets import AssetCatalog
 from app.domain.limits import DefaultLimits, QuotaKey, utc_day
+from app.domain.money import AssetCatalog
 from app.domain.transfer import Transfer
 from app.ports.ledger import DepositOutcome, Ledger, LockOutcome, ResolveOutcome
 from app.services.limits import LimitService

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.assets import AssetCatalog
+from app.domain.money import AssetCatalog
 from tests.unit.harness import Harness
 
 

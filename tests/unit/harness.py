@@ -10,9 +10,9 @@ from app.adapters.embedded_ledger import EmbeddedLedger
 from app.adapters.inprocess_bus import InProcessServiceBus
 from app.adapters.sqlite_store import SqliteTransferStore
 from app.config import PROJECT_ROOT
-from app.domain.assets import AssetCatalog
 from app.domain.ids import SnowflakeGenerator
 from app.domain.limits import DefaultLimits
+from app.domain.money import AssetCatalog
 from app.domain.transfer import AccountType, Transfer, TransferCommand
 from app.ports.store import TransferStore
 from app.services.accounts import AccountService

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.api.body import MAX_JSON_DEPTH, parse_json_body
+from app.api.inbound import MAX_JSON_DEPTH, parse_json_body
 from app.domain.errors import InvalidAmount, ValidationFailed
 from app.domain.money import MAX_AMOUNT_CHARS, Asset, parse_amount, parse_config_amount
 

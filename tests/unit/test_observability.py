@@ -13,11 +13,14 @@ from prometheus_client import REGISTRY
 from app.adapters.bus_messages import decode_request, decode_result, encode_request, encode_result
 from app.adapters.instrumented import instrumented
 from app.domain.transfer import Outcome
-from app.logging_setup import REDACTED, ContextFilter, make_formatter, scrub
+from app.logging_setup import make_formatter
 from app.observability.context import (
+    REDACTED,
+    ContextFilter,
     current_trace_id,
     log_context,
     request_id_var,
+    scrub,
     trace_id_from_header,
     valid_trace_id,
 )

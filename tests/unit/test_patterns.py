@@ -17,12 +17,11 @@ from hypothesis import strategies as st
 
 from app.api.patterns import NON_BLANK, amount_pattern, decimal_alternatives, limit_pattern
 from app.config import PROJECT_ROOT
-from app.domain.assets import AssetCatalog
 from app.domain.errors import DomainError
-from app.domain.money import Asset, format_units
+from app.domain.money import Asset, AssetCatalog, format_units
 from app.services.limits import MAX_LIMIT, _parse_limit
 
-CATALOG = list(AssetCatalog.from_file(PROJECT_ROOT / "app" / "assets.toml"))
+CATALOG = list(AssetCatalog.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text()))
 # Besides the real catalogue: no decimals, two, eighteen, and bounds that are not powers of ten.
 ASSETS = [
     *CATALOG,

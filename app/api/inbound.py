@@ -1,6 +1,13 @@
-"""Reading a request body: size, media type, and JSON that cannot crash the parser.
+"""What every API route does with its request before its view runs, and what its view reads.
 
-The order every API route follows (see app/api/blueprint.py):
+One module, so a request's way in is read in one place: the guard, the
+bounded JSON body, the Idempotency-Key header, and the composition root
+it is served from; and, around every request, its trace id (the caller's
+X-Request-Id when it is safe, else a fresh one, bound in the log context
+and echoed in the response) and its latency, labelled by route template,
+never by the path, so ids in URLs cannot multiply the series. The order
+every API route follows (app/api/blueprint.py
+installs the guard):
 1. the declared size (413), before a byte of the body is read;
 2. the token (401) and the role (403), before any input is looked at;
 3. the media type (415);
@@ -10,12 +17,21 @@ The order every API route follows (see app/api/blueprint.py):
 from __future__ import annotations
 
 import json
+import re
+import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, current_app, g, request
+from marshmallow import missing
+from webargs.flaskparser import FlaskParser
 
+from app.api.auth import authenticate, authorize_operator
 from app.api.errors import PayloadTooLarge, UnsupportedMediaType
+from app.bootstrap import Container
 from app.domain.errors import ValidationFailed
+from app.observability.context import request_id_var, trace_id_from_header, trace_id_var
+from app.observability.metrics import HTTP_REQUEST_SECONDS, exposition
 
 # The largest real request (a transfer) is under 400 bytes; 64 KiB leaves
 # room for any client's formatting and still bounds what one request can
@@ -32,6 +48,38 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_NUMBER_CHARS = 40
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+# fullmatch, not match with `$`: `$` also matches before a final newline.
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def container() -> Container:
+    """The composition root serving this request."""
+    found: Container = current_app.extensions["internal_transfer"]
+    return found
+
+
+def guard(public: frozenset[str], operator_only: bool) -> Callable[[], None]:
+    """A blueprint's before_request: the token and its role, unless the endpoint is public; then the media type."""
+
+    def check() -> None:
+        if request.endpoint not in public:
+            if operator_only:
+                authorize_operator()
+            else:
+                authenticate()
+        check_media_type()
+
+    return check
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ValidationFailed("Idempotency-Key must be 1 to 64 characters of [A-Za-z0-9_-]")
+    return key
 
 
 def check_declared_size() -> None:
@@ -124,8 +172,72 @@ def parse_json_body(raw: bytes) -> Any:
     return value
 
 
+class BoundedJsonParser(FlaskParser):
+    """webargs' parser, with the bounded JSON reader above instead of json.loads."""
+
+    # The API answers validation errors 400 (never webargs' default 422), and the spec says so.
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def load_json(self, req: Any, schema: Any) -> Any:
+        raw = req.get_data(cache=True)
+        check_read_size(raw)
+        if not raw:
+            return missing  # marshmallow then names the required fields
+        return parse_json_body(raw)
+
+
 def install(app: Flask) -> None:
     """The size limit, for every route, before anything else runs."""
     # Werkzeug refuses to read past this (413), which also bounds a chunked body with no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.before_request(check_declared_size)
+
+
+TRACE_HEADER = "X-Request-Id"
+
+
+def install_trace_and_metrics(app: Flask, *, metrics_on_web: bool, multiproc_dir: str | None) -> None:
+    """Trace ids and request metrics on every request; GET /metrics unless `metrics_on_web` is False.
+
+    Without it only the gunicorn master's WEB_METRICS_PORT serves them.
+    """
+
+    @app.before_request
+    def _begin() -> None:
+        g.started = time.perf_counter()
+        trace_id = trace_id_from_header(request.headers.get(TRACE_HEADER))
+        g.trace_id = trace_id
+        g.trace_token = trace_id_var.set(trace_id)
+        g.request_token = request_id_var.set(None)
+
+    @app.after_request
+    def _end(response: Response) -> Response:
+        trace_id = g.get("trace_id")
+        if trace_id is not None:
+            response.headers[TRACE_HEADER] = trace_id
+        started = g.get("started")
+        if started is not None:
+            rule = request.url_rule
+            HTTP_REQUEST_SECONDS.labels(
+                method=request.method,
+                route=rule.rule if rule is not None else "unmatched",
+                status=str(response.status_code),
+            ).observe(time.perf_counter() - started)
+        return response
+
+    @app.teardown_request
+    def _forget(_exc: BaseException | None) -> None:
+        # gthread reuses threads: nothing of this request may leak into the next.
+        for name, var in (("request_token", request_id_var), ("trace_token", trace_id_var)):
+            token = g.pop(name, None)
+            if token is not None:
+                var.reset(token)
+
+    if metrics_on_web:
+        # No user token: Prometheus scrapes it. Keep it off the public
+        # listener with METRICS_ON_WEB=0 and WEB_METRICS_PORT (docs/runbook.md).
+        def _metrics() -> Response:
+            body, content_type = exposition(multiproc_dir)
+            return Response(body, mimetype=None, content_type=content_type)
+
+        app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
