@@ -19,14 +19,15 @@ from app.ports.ledger import Ledger
 from app.ports.store import TransferStore
 from app.ports.worker_ids import WorkerIdLeases
 from app.services.accounts import AccountService
-from app.services.batches import BatchService
-from app.services.dependencies import Dependencies
+from app.services.dependencies import Dependencies, utc_now
 from app.services.events import EventDispatcher, EventRelay
 from app.services.limits import LimitService
 from app.services.operations import OperatorService
+from app.services.queries import TransferQueries
 from app.services.reconciliation import ReconciliationPolicy, ReconciliationService
 from app.services.recovery import RecoveryPolicy, RecoveryService
-from app.services.transfers import TransferService, utc_now
+from app.services.settle import Settle
+from app.services.submit import Submit
 from app.services.worker_ids import LeasedIdGenerator, LeaseTiming
 
 if TYPE_CHECKING:
@@ -130,7 +131,11 @@ class Container:
     store: TransferStore
     ledger: Ledger
     bus: ServiceBus
-    transfers: TransferService
+    # The handlers: every submission, and every terminal status, goes through one of these.
+    submit: Submit
+    settle: Settle
+    queries: TransferQueries
+    deps: Dependencies
     accounts: AccountService
     recovery: RecoveryService
     # Run by the worker's scheduler every settings.reconcile_interval_seconds.
@@ -143,7 +148,6 @@ class Container:
     events_relay: EventRelay | None
     # Publishes each write's events at once; flushed (bounded) on close.
     events_dispatcher: EventDispatcher | None
-    batches: BatchService
 
     def close(self) -> None:
         if self.events_dispatcher is not None and not self.events_dispatcher.flush():
@@ -187,7 +191,7 @@ def build(
         dispatcher = EventDispatcher(deps.outbox, deps.bus)
         store.outbox_listener = dispatcher
         relay = EventRelay(deps.outbox, deps.bus, utc_now, timedelta(seconds=settings.events_relay_grace_seconds))
-    transfers = TransferService(deps, limits)
+    settle = Settle(deps)
     policy = RecoveryPolicy(
         requesting_grace=timedelta(seconds=settings.requesting_grace_seconds),
         resend_after=timedelta(seconds=settings.resend_after_seconds),
@@ -203,14 +207,16 @@ def build(
         store=store,
         ledger=ledger,
         bus=bus,
-        transfers=transfers,
+        submit=Submit(deps, limits, settle),
+        settle=settle,
+        queries=TransferQueries(deps),
+        deps=deps,
         accounts=AccountService(ledger, catalog, ids, store),
-        recovery=RecoveryService(transfers, policy),
-        reconciliation=ReconciliationService(transfers, reconciliation),
-        operations=OperatorService(transfers),
+        recovery=RecoveryService(deps, settle, policy),
+        reconciliation=ReconciliationService(deps, reconciliation),
+        operations=OperatorService(deps, settle),
         ids=ids,
         limits=limits,
         events_relay=relay,
         events_dispatcher=dispatcher,
-        batches=BatchService(transfers),
     )

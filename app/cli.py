@@ -209,7 +209,7 @@ def reconcile(request_id: str | None, user_id: str | None, as_json: bool) -> Non
     reports: list[TransferReport] = services.operations.reconcile(
         _optional_id("request_id", request_id), _optional_id("user_id", user_id)
     )
-    rows = [report_row(r, services.transfers.clock()) for r in reports]
+    rows = [report_row(r, services.deps.clock()) for r in reports]
     mismatches = sum(not r.agrees for r in reports)
     if as_json:
         click.echo(json.dumps({"rows": rows, "mismatches": mismatches}, indent=2))

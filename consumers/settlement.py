@@ -7,21 +7,21 @@ import threading
 from collections.abc import Sequence
 
 from app.ports.bus import EngineResult, ServiceBus
-from app.services.transfers import TransferService
+from app.services.settle import Settle
 
 log = logging.getLogger(__name__)
 
 
 class SettlementConsumer:
-    def __init__(self, bus: ServiceBus, transfers: TransferService) -> None:
+    def __init__(self, bus: ServiceBus, settle: Settle) -> None:
         self.bus = bus
-        self.transfers = transfers
+        self.settle = settle
 
     def handle_batch(self, results: Sequence[EngineResult]) -> None:
         # Duplicate, late and out-of-order results are harmless: the service
         # only ever moves a status forward, and the ledger resolves once. If
         # the batch fails, the bus hands its results over again one by one.
-        self.transfers.apply_results(results)
+        self.settle.apply_results(results)
 
     def run(self, stop: threading.Event) -> None:
         log.info("settlement consumer started")

@@ -49,7 +49,7 @@ class BackgroundWorkers:
 
     def start(self) -> None:
         settings = self.container.settings
-        consumer = SettlementConsumer(self.container.bus, self.container.transfers)
+        consumer = SettlementConsumer(self.container.bus, self.container.settle)
         runners = [("settlement", consumer.run)]
         if self.engine is not None:
             runners.append(("reference-engine", self.engine.run))

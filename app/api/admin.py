@@ -114,5 +114,5 @@ def reconcile(query: dict[str, Any]) -> dict[str, Any]:
     """Compare the store with the ledger for one transfer or one user"""
     services = container()
     reports = services.operations.reconcile(query["request_id"], query["user_id"])
-    now = services.transfers.clock()
+    now = services.deps.clock()
     return {"rows": [report_row(r, now) for r in reports], "mismatches": sum(not r.agrees for r in reports)}

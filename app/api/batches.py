@@ -13,11 +13,10 @@ from app.api.inbound import container, idempotency_key
 from app.api.path_ids import path_id
 from app.api.schemas import BatchRequestSchema, BatchSchema
 from app.api.transfers import rfc3339, transfer_view
-from app.domain.batch import BatchCommand, BatchStatus
+from app.domain.batch import BatchCommand, BatchView
 from app.domain.errors import NotFound
 from app.domain.money import AssetCatalog
-from app.services.batches import BatchView
-from app.services.transfers import build_command
+from app.services.submit import build_command
 
 LOCATION_HEADER = {"description": "The batch's URL", "schema": {"type": "string"}}
 
@@ -66,9 +65,12 @@ class Batches(MethodView):
             build_command(services.catalog, user_id, leg["from_account"], leg["to_account"], leg["amount"])
             for leg in body["legs"]
         )
-        result = services.batches.submit(BatchCommand(user_id, legs), idempotency_key())
-        if result.replayed and result.view.status == BatchStatus.FAILED:
-            services.batches.replay_refusal(result.view)
+        result = services.submit.batch(BatchCommand(user_id, legs), idempotency_key())
+        if result.replayed:
+            # As for a single transfer (app/api/transfers.py): a refused batch's replay answers its 422 again.
+            refusal = services.submit.batch_refusal(result.view)
+            if refusal is not None:
+                raise refusal
         location = url_for("internal_transfer_batch.get_batch", batch_id=str(result.view.batch.batch_id))
         return batch_view(result.view, services.catalog), 202, {"Location": location}
 
@@ -80,4 +82,4 @@ def get_batch(batch_id: str) -> dict[str, Any]:
     """One of your batches, with its legs (another user's looks exactly like a missing one)"""
     wanted = path_id(batch_id)
     services = container()
-    return batch_view(services.batches.get_for_user(current_principal().user_id, wanted), services.catalog)
+    return batch_view(services.queries.batch_for_user(current_principal().user_id, wanted), services.catalog)

@@ -18,10 +18,10 @@ from app.api.schemas import (
     TransferRequestSchema,
     TransferSchema,
 )
-from app.domain.errors import InsufficientBalance, NotFound
+from app.domain.errors import NotFound
 from app.domain.money import AssetCatalog
-from app.domain.transfer import FailureReason, Status, Transfer
-from app.services.transfers import build_command
+from app.domain.transfer import Status, Transfer
+from app.services.submit import build_command
 
 # Amounts leave as decimal strings, times as RFC 3339 in UTC.
 
@@ -84,30 +84,22 @@ class InternalTransfers(MethodView):
             body["to_account"],
             body["amount"],
         )
-        result = services.transfers.submit(command, idempotency_key())
+        result = services.submit.transfer(command, idempotency_key())
         if result.replayed:
-            replay_refusal(result.transfer)
-            if result.transfer.failure_reason == FailureReason.DAILY_LIMIT_EXCEEDED.value:
-                raise services.transfers.limit_refusal(result.transfer)
+            # A replayed key whose first answer was 422 answers 422 again, with
+            # the same body. The first answer is derived from the record, not
+            # stored: only the lock refusal that answered 422 records a refusal's
+            # cause (app/services/submit.py), and every other recorded transfer
+            # was accepted, 202. (A first answer of 503 is not replayed: the retry
+            # carries the work on, which is what it is for.) A 202's body is the
+            # transfer's current state, the same resource, fresher; a daily-limit
+            # refusal carries the day's figures as they are now.
+            refusal = services.submit.refusal(result.transfer)
+            if refusal is not None:
+                raise refusal
         location = url_for("internal_transfer.get_transfer", request_id=str(result.transfer.request_id))
         # A replay answers what the first request did: 202 (the transfer was accepted).
         return transfer_view(result.transfer, services.catalog), 202, {"Location": location}
-
-
-def replay_refusal(transfer: Transfer) -> None:
-    """A replayed key whose first answer was 422 answers 422 again, with the same body.
-
-    The first answer is derived from the record, not stored: a transfer is
-    recorded failed with INSUFFICIENT_BALANCE (or DAILY_LIMIT_EXCEEDED, whose
-    replay the caller raises, with the day's figures as they are now) only by
-    the lock refusal that answered 422 (app/services/transfers.py), and every other recorded
-    transfer was accepted, 202. (A first answer of 503 is not replayed: the
-    retry carries the work on, which is what it is for.) So status and error
-    body are exactly the first ones, with no response store to keep in step;
-    a 202's body is the transfer's current state, the same resource, fresher.
-    """
-    if transfer.status == Status.FAILED and transfer.failure_reason == FailureReason.INSUFFICIENT_BALANCE.value:
-        raise InsufficientBalance(InsufficientBalance.MESSAGE, request_id=str(transfer.request_id))
 
 
 @blp.route("/history")
@@ -116,7 +108,7 @@ def replay_refusal(transfer: Transfer) -> None:
 def history(query: dict[str, Any]) -> dict[str, Any]:
     """Your transfers, newest first, a page at a time"""
     services = container()
-    page = services.transfers.history(
+    page = services.queries.history(
         current_principal().user_id,
         query["limit"],
         query["cursor"],
@@ -136,5 +128,5 @@ def get_transfer(request_id: str) -> dict[str, Any]:
     """One of your transfers (another user's looks exactly like a missing one)"""
     wanted = path_id(request_id)
     services = container()
-    transfer = services.transfers.get_for_user(current_principal().user_id, wanted)
+    transfer = services.queries.get_for_user(current_principal().user_id, wanted)
     return transfer_view(transfer, services.catalog)

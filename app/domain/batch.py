@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.errors import ValidationFailed
+from app.domain.ids import block_ids
+from app.domain.ledger_answers import REFUSAL_CAUSES
 from app.domain.transfer import Status, Transfer, TransferCommand
 
 MIN_LEGS = 2
@@ -82,3 +84,45 @@ def batch_status(legs: Sequence[Transfer | None]) -> BatchStatus:
     if any(s == Status.REQUESTING for s in statuses):
         return BatchStatus.REQUESTING
     return BatchStatus.PENDING
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch with its legs as stored, in order."""
+
+    batch: Batch
+    legs: list[Transfer | None]  # None: a leg not recorded (its first attempt died before)
+
+    @property
+    def status(self) -> BatchStatus:
+        return batch_status(self.legs)
+
+    @property
+    def finished_submitting(self) -> bool:
+        """Every leg recorded and past `requesting`: a replay of its key only answers."""
+        return all(leg is not None and leg.status != Status.REQUESTING for leg in self.legs)
+
+    def refused_leg(self) -> tuple[int, Transfer] | None:
+        """The leg whose own cause failed the batch (not BATCH_FAILED), with its index."""
+        for index, leg in enumerate(self.legs):
+            if leg is not None and leg.failure_reason in REFUSAL_CAUSES.values():
+                return index, leg
+        return None
+
+
+def new_batch(first_id: int, command: BatchCommand, now: datetime, key: str | None) -> BatchView:
+    """A new batch on the block of ids that starts at `first_id`: its own id, then each leg's, in order.
+
+    Legs carry the batch's key only as a note: the key is claimed once, for the batch.
+    """
+    _, *leg_ids = block_ids(first_id, 1 + len(command.legs))
+    legs = [Transfer.new(i, leg, now, key, first_id) for i, leg in zip(leg_ids, command.legs, strict=True)]
+    batch = Batch(
+        batch_id=first_id,
+        user_id=command.user_id,
+        request_ids=tuple(leg.request_id for leg in legs),
+        created_at=now,
+        idempotency_key=key,
+        fingerprint=command.fingerprint(),
+    )
+    return BatchView(batch, list[Transfer | None](legs))

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from app.domain.errors import IllegalTransition, ValidationFailed
+from app.domain.errors import IllegalTransition, NotPending, ValidationFailed
 
 
 class AccountType(enum.StrEnum):
@@ -144,6 +144,24 @@ def check_transition(current: Status, target: Status) -> None:
             current=current.value,
             target=target.value,
         )
+
+
+class OperatorAction(enum.StrEnum):
+    VOID = "voided"
+    FORCE_POST = "posted"
+    RESEND = "re-sent"
+
+
+def check_operator_action(action: OperatorAction, status: Status, cause_unknown: bool) -> None:
+    """NOT_PENDING unless an operator may take `action` on a transfer in `status` now.
+
+    Every action is for a pending transfer. A void may also explain a void
+    the scanner recorded without its cause (`Transfer.cause_unknown`): the
+    void stands, and who asked and why join it.
+    """
+    if status == Status.PENDING or (action == OperatorAction.VOID and cause_unknown):
+        return
+    raise NotPending(f"only a pending transfer can be {action.value}; this one is {status.value}")
 
 
 @dataclass(frozen=True)

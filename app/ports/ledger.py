@@ -7,17 +7,12 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from app.domain.ledger_answers import LedgerState as LedgerState  # re-exported: the ledger reports them
+from app.domain.ledger_answers import LockOutcome as LockOutcome
 from app.domain.limits import EffectiveLimit, QuotaBalance, QuotaKey, QuotaOpening
 from app.domain.money import Asset
 from app.domain.transfer import AccountType, Transfer
 from app.ports.backend import Backend
-
-
-class LockOutcome(enum.Enum):
-    LOCKED = "locked"  # now, or by an earlier attempt with the same id
-    INSUFFICIENT_BALANCE = "insufficient_balance"
-    FENCED = "fenced"  # the id was fenced by the scanner; it can never lock
-    LIMIT_EXCEEDED = "limit_exceeded"  # the day's quota cannot hold it; final for this request id
 
 
 class ResolveOutcome(enum.Enum):
@@ -29,14 +24,6 @@ class ResolveOutcome(enum.Enum):
 class FenceOutcome(enum.Enum):
     FENCED = "fenced"  # now, or by an earlier call
     ALREADY_LOCKED = "already_locked"  # the lock exists; it cannot be fenced
-
-
-class LedgerState(enum.Enum):
-    ABSENT = "absent"
-    PENDING = "pending"
-    POSTED = "posted"
-    VOIDED = "voided"
-    FENCED = "fenced"
 
 
 class DepositOutcome(enum.Enum):

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.deposit import DepositAudit, check_idempotency_key, check_reason, deposit_id_for_key
-from app.domain.errors import ValidationFailed
+from app.domain.errors import IdempotencyKeyReused, ValidationFailed
 from app.domain.ids import IdGenerator
 from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import AccountType
 from app.ports.ledger import DepositOutcome, LedgerAccounts
 from app.ports.store import DepositRecords
-from app.services.transfers import IdempotencyKeyReused, utc_now
+from app.services.dependencies import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 
 from app.domain.ids import IdGenerator
 from app.domain.money import AssetCatalog
@@ -18,6 +21,12 @@ from app.ports.store import (
     TransferRecords,
     TransferStore,
 )
+
+Clock = Callable[[], datetime]
+
+
+# A partial of the C function, not a Python one: the clock is read several times per request.
+utc_now: Clock = partial(datetime.now, UTC)
 
 
 @dataclass(frozen=True)
@@ -37,10 +46,18 @@ class Dependencies:
     quotas: LedgerQuotas
     accounts: LedgerAccounts
     bus: ServiceBus
+    # The one clock every handler and service reads (tests pass a fake one).
+    clock: Clock = utc_now
 
     @classmethod
     def over(
-        cls, catalog: AssetCatalog, ids: IdGenerator, store: TransferStore, ledger: Ledger, bus: ServiceBus
+        cls,
+        catalog: AssetCatalog,
+        ids: IdGenerator,
+        store: TransferStore,
+        ledger: Ledger,
+        bus: ServiceBus,
+        clock: Clock = utc_now,
     ) -> Dependencies:
         """Every store port from one store adapter, every ledger port from one ledger adapter."""
         return cls(
@@ -57,4 +74,5 @@ class Dependencies:
             quotas=ledger,
             accounts=ledger,
             bus=bus,
+            clock=clock,
         )

@@ -12,13 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.errors import NotFound, ValidationFailed
 from app.domain.errors import NotPending as NotPending  # re-exported for callers
 from app.domain.errors import ReasonRequired as ReasonRequired  # re-exported for callers
-from app.domain.errors import ValidationFailed
 from app.domain.events import EventKind, StatusEvent
-from app.domain.transfer import AuditActor, AuditEntry, FailureReason, Status, Transfer
-from app.ports.ledger import LedgerState
-from app.services.transfers import NotFound, TransferService
+from app.domain.ledger_answers import LedgerState, agrees
+from app.domain.transfer import (
+    AuditActor,
+    AuditEntry,
+    FailureReason,
+    OperatorAction,
+    Status,
+    Transfer,
+    check_operator_action,
+)
+from app.services.dependencies import Dependencies
+from app.services.settle import Settle
+from app.services.submit import send_to_engine
 
 # Far beyond any transfer's life, far inside what a datetime can subtract.
 MAX_STUCK_AGE_SECONDS = 10 * 365 * 86_400
@@ -34,15 +44,6 @@ def stuck_age(seconds: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-# What each store status may legitimately sit beside in the ledger.
-AGREEING_STATES = {
-    Status.REQUESTING: {LedgerState.ABSENT, LedgerState.PENDING},
-    Status.PENDING: {LedgerState.PENDING},
-    Status.SUCCESS: {LedgerState.POSTED},
-    Status.FAILED: {LedgerState.ABSENT, LedgerState.VOIDED, LedgerState.FENCED},
-}
-
-
 @dataclass(frozen=True)
 class TransferReport:
     transfer: Transfer
@@ -51,13 +52,13 @@ class TransferReport:
 
     @property
     def agrees(self) -> bool:
-        return self.ledger_state in AGREEING_STATES[self.transfer.status]
+        return agrees(self.transfer, self.ledger_state)
 
 
 class OperatorService:
-    def __init__(self, transfers: TransferService) -> None:
-        self.transfers = transfers
-        self.deps = transfers.deps
+    def __init__(self, deps: Dependencies, settle: Settle) -> None:
+        self.deps = deps
+        self.settle = settle
 
     def _load(self, request_id: int) -> Transfer:
         """The transfer, or for a batch's id its first leg.
@@ -74,7 +75,7 @@ class OperatorService:
         return transfer
 
     def _state(self, transfer: Transfer) -> LedgerState:
-        return self.deps.moves.state_of(transfer, self.transfers.catalog.get(transfer.asset))
+        return self.deps.moves.state_of(transfer, self.deps.catalog.get(transfer.asset))
 
     def _with_batch(self, transfer: Transfer) -> list[Transfer]:
         """The transfer, or all the legs of its batch (which move together), in order."""
@@ -108,7 +109,7 @@ class OperatorService:
             raise ValidationFailed(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
         if not timedelta(0) <= older_than <= timedelta(seconds=MAX_STUCK_AGE_SECONDS):
             raise ValidationFailed("older than is out of range", field="older_than_seconds")
-        cutoff = self.transfers.clock() - older_than
+        cutoff = self.deps.clock() - older_than
         return self.list_open(limit, lambda t: (status is None or t.status == status) and t.created_at <= cutoff)
 
     @staticmethod
@@ -130,32 +131,24 @@ class OperatorService:
         transfer = self._load(request_id)
         if self._already_done_by_operator(transfer, Status.FAILED):
             return transfer
-        if transfer.cause_unknown:
-            # The scanner found the lock voided and recorded it before this
-            # operator's void (a first attempt that stalled or died after the
-            # ledger voided): the void stands, and who asked and why join it.
-            return self.transfers.reject(transfer, who, f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR)
-        if transfer.status != Status.PENDING:
-            raise NotPending(f"only a pending transfer can be voided; this one is {transfer.status.value}")
-        return self.transfers.reject(transfer, who, f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR)
+        check_operator_action(OperatorAction.VOID, transfer.status, transfer.cause_unknown)
+        return self.settle.void(transfer, who, f"void: {reason}", FailureReason.VOIDED_BY_OPERATOR)
 
     def force_post(self, request_id: int, operator: str, reason: str) -> Transfer:
         reason = self._check_reason(reason)
         transfer = self._load(request_id)
         if self._already_done_by_operator(transfer, Status.SUCCESS):
             return transfer
-        if transfer.status != Status.PENDING:
-            raise NotPending(f"only a pending transfer can be posted; this one is {transfer.status.value}")
-        return self.transfers.settle(transfer, AuditActor.operator(operator), f"force-post: {reason}")
+        check_operator_action(OperatorAction.FORCE_POST, transfer.status, transfer.cause_unknown)
+        return self.settle.post(transfer, AuditActor.operator(operator), f"force-post: {reason}")
 
     def resend(self, request_id: int, operator: str, reason: str) -> Transfer:
         reason = self._check_reason(reason)
         transfer = self._load(request_id)
-        if transfer.status != Status.PENDING:
-            raise NotPending(f"only a pending transfer can be re-sent; this one is {transfer.status.value}")
+        check_operator_action(OperatorAction.RESEND, transfer.status, transfer.cause_unknown)
         # Re-sending is harmless by contract: the engine dedupes by request id.
-        self.transfers.send_to_engine(transfer)
-        at, actor, why = self.transfers.clock(), AuditActor.operator(operator), f"re-sent to the engine: {reason}"
+        send_to_engine(self.deps, transfer)
+        at, actor, why = self.deps.clock(), AuditActor.operator(operator), f"re-sent to the engine: {reason}"
         # The audit entry and its event are one write: neither is kept without the other.
         self.deps.transfers.append_audit(
             AuditEntry(

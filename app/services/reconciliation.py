@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from app.domain.transfer import Status, Transfer
+from app.domain.ledger_answers import LedgerState, agrees
+from app.domain.transfer import Transfer
 from app.observability.context import log_context
 from app.observability.metrics import (
     LEDGER_MISMATCHES,
@@ -25,9 +26,8 @@ from app.observability.metrics import (
     RECONCILE_LAST_SUCCESS,
     RECONCILE_MISMATCHES,
 )
-from app.ports.ledger import LedgerState
 from app.services.alerts import raise_alert
-from app.services.transfers import TransferService
+from app.services.dependencies import Dependencies
 
 log = logging.getLogger("internal_transfer.reconciliation")
 
@@ -50,30 +50,20 @@ class Mismatch:
     ledger: LedgerState
 
 
-def agrees(transfer: Transfer, state: LedgerState) -> bool:
-    """Whether the ledger's state is one the stored terminal status allows."""
-    if transfer.status == Status.SUCCESS:
-        return state == LedgerState.POSTED
-    # Failed: voided, fenced, or never locked (insufficient balance) are all
-    # fine; posted moved the money, pending holds it.
-    return state not in (LedgerState.POSTED, LedgerState.PENDING)
-
-
 class ReconciliationService:
-    def __init__(self, transfers: TransferService, policy: ReconciliationPolicy | None = None) -> None:
-        self.transfers = transfers
-        self.deps = transfers.deps
+    def __init__(self, deps: Dependencies, policy: ReconciliationPolicy | None = None) -> None:
+        self.deps = deps
         self.policy = policy or ReconciliationPolicy()
 
     def run_pass(self) -> list[Mismatch]:
         started = time.perf_counter()
-        now = self.transfers.clock()
+        now = self.deps.clock()
         settled = self.deps.open_set.settled_between(
             now - self.policy.window, now - self.policy.grace, self.policy.limit
         )
         mismatches = []
         for transfer in settled:
-            asset = self.transfers.catalog.get(transfer.asset)
+            asset = self.deps.catalog.get(transfer.asset)
             state = self.deps.moves.state_of(transfer, asset)
             if not agrees(transfer, state):
                 mismatches.append(Mismatch(transfer, state))

@@ -30,8 +30,10 @@ from app.observability.metrics import (
 from app.ports.errors import DependencyUnavailable
 from app.ports.ledger import FenceOutcome, LedgerState
 from app.services.alerts import raise_alert
+from app.services.dependencies import Dependencies
 from app.services.events import record_event
-from app.services.transfers import TransferService
+from app.services.settle import Settle
+from app.services.submit import send_to_engine
 
 log = logging.getLogger("internal_transfer.scanner")
 
@@ -48,9 +50,9 @@ class RecoveryPolicy:
 
 
 class RecoveryService:
-    def __init__(self, transfers: TransferService, policy: RecoveryPolicy | None = None) -> None:
-        self.transfers = transfers
-        self.deps = transfers.deps
+    def __init__(self, deps: Dependencies, settle: Settle, policy: RecoveryPolicy | None = None) -> None:
+        self.deps = deps
+        self.settle = settle
         self.policy = policy or RecoveryPolicy()
         self._last_sent: dict[int, datetime] = {}
         # Stuck-transfer events already written by this process.
@@ -79,7 +81,7 @@ class RecoveryService:
 
     def _scan(self) -> Counter[str]:
         actions: Counter[str] = Counter()
-        now = self.transfers.clock()
+        now = self.deps.clock()
         open_set = self.deps.open_set
         # The store's upkeep (closing old windows on Cassandra) moves rows, never
         # ids, so it may run between any two pages of a round.
@@ -123,35 +125,33 @@ class RecoveryService:
         return actions
 
     def reconcile(self, transfer: Transfer, now: datetime) -> str:
-        service = self.transfers
-        asset = service.catalog.get(transfer.asset)
+        asset = self.deps.catalog.get(transfer.asset)
         state = self.deps.moves.state_of(transfer, asset)
         age = now - transfer.created_at
         if transfer.status == Status.REQUESTING:
             return self._reconcile_requesting(transfer, state, age, now)
         if state == LedgerState.POSTED:
-            service.settle(transfer, SCANNER, "ledger shows the lock posted")
+            self.settle.post(transfer, SCANNER, "ledger shows the lock posted")
             return "completed_success"
         if state == LedgerState.VOIDED and now - transfer.updated_at < self.policy.resend_after:
             # Whoever voided it (the engine's rejection, an operator) is likely
             # about to record it with its own reason; give them the chance.
             return "waiting"
         if state == LedgerState.VOIDED:
-            service.reject(transfer, SCANNER, "ledger shows the lock voided", FailureReason.VOIDED)
+            self.settle.void(transfer, SCANNER, "ledger shows the lock voided", FailureReason.VOIDED)
             return "completed_failed"
         if state in (LedgerState.ABSENT, LedgerState.FENCED):
             raise_alert("pending_without_lock", "critical", request_id=transfer.request_id, ledger=state.value)
             return "mismatch"
         self._alert_if_old(transfer, age)
         if self._due_for_resend(transfer, now):
-            service.send_to_engine(transfer)
+            send_to_engine(self.deps, transfer)
             self._mark_sent(transfer, now)
             return "resent"
         return "waiting"
 
     def _reconcile_requesting(self, transfer: Transfer, state: LedgerState, age: timedelta, now: datetime) -> str:
-        service = self.transfers
-        asset = service.catalog.get(transfer.asset)
+        asset = self.deps.catalog.get(transfer.asset)
         if state == LedgerState.ABSENT:
             if age < self.policy.requesting_grace:
                 return "waiting"
@@ -162,16 +162,17 @@ class RecoveryService:
             else:
                 state = LedgerState.FENCED
         if state == LedgerState.FENCED:
-            service.fail_unlocked(transfer, SCANNER, "no lock found after the grace period; id fenced")
+            reason = "no lock found after the grace period; id fenced"
+            self.settle.refused([transfer], [FailureReason.NOT_LOCKED], SCANNER, [reason])
             return "failed_not_locked"
-        pending = service.record_locked(transfer, SCANNER, "lock found in the ledger")
+        pending = self.settle.locked(transfer, SCANNER, "lock found in the ledger")
         if state in (LedgerState.POSTED, LedgerState.VOIDED):
             # Resolved in the ledger while the store still said requesting.
             return self.reconcile(pending, now)
         if pending.batch_id is not None and self._sent_recently(pending, now):
             # Another leg of this batch, found locked in this pass, already sent the batch.
             return "locked"
-        service.send_to_engine(pending)
+        send_to_engine(self.deps, pending)
         self._mark_sent(pending, now)
         return "locked_sent"
 

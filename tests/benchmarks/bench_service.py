@@ -33,7 +33,7 @@ def main() -> None:
         with ThreadPoolExecutor(threads) as pool:
             list(
                 pool.map(
-                    lambda n: harness.transfers.submit(harness.command(users[n % 50], 10**6), f"b{n}"), range(count)
+                    lambda n: harness.submit.transfer(harness.command(users[n % 50], 10**6), f"b{n}"), range(count)
                 )
             )
         submitted = time.perf_counter() - started

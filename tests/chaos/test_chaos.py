@@ -98,7 +98,7 @@ def test_chaos_run_keeps_every_invariant(stack: Stack, figures: Callable[[str], 
     container = stack.container()
     try:
         quiesce = stack.wait_quiet(container, timeout=600)
-        report = check_invariants(container.transfers, users, deposits, result.acknowledged, stack.engine_applied())
+        report = check_invariants(container.deps, users, deposits, result.acknowledged, stack.engine_applied())
         settled = [t for a in result.acknowledged if (t := container.store.get(a.request_id))]
         outcomes = Counter(t.status for t in settled)
         batches = len({t.batch_id for t in settled if t.batch_id is not None})

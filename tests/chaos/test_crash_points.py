@@ -31,7 +31,7 @@ def _check(stack: Stack, user: int, result: LoadResult, expected: str = "success
     try:
         stack.wait_quiet(container, timeout=180)
         report = check_invariants(
-            container.transfers, [user], {(user, "USDT"): 10 * UNIT}, result.acknowledged, stack.engine_applied()
+            container.deps, [user], {(user, "USDT"): 10 * UNIT}, result.acknowledged, stack.engine_applied()
         )
         assert report.violations == []
         statuses = [container.store.get(a.request_id) for a in result.acknowledged]
@@ -90,7 +90,7 @@ def _check_batch(stack: Stack, user: int, result: LoadResult, deposits: dict[tup
     container = stack.container()
     try:
         stack.wait_quiet(container, timeout=180)
-        report = check_invariants(container.transfers, [user], deposits, result.acknowledged, stack.engine_applied())
+        report = check_invariants(container.deps, [user], deposits, result.acknowledged, stack.engine_applied())
         assert report.violations == []
         legs = [container.store.get(a.request_id) for a in result.acknowledged]
         assert [t.status.value if t else None for t in legs] == ["success"] * len(BATCH_LEGS)
@@ -174,7 +174,7 @@ def test_a_batch_whose_web_worker_died_is_finished_by_the_scanner_alone(stack: S
     container = stack.container()
     try:
         stack.wait_quiet(container, timeout=180)
-        report = check_invariants(container.transfers, [user], deposits, [], stack.engine_applied())
+        report = check_invariants(container.deps, [user], deposits, [], stack.engine_applied())
         assert report.violations == []
         recorded = container.store.history(user, 10).items
         assert len(recorded) == len(BATCH_LEGS) and len({t.batch_id for t in recorded}) == 1

@@ -68,8 +68,8 @@ def _pending(stack: Harness, request_id: int, user_id: int, units: int) -> Trans
     """A transfer locked and recorded pending, as the API leaves it; its engine request is lost."""
     transfer = Transfer.new(request_id, stack.command(user_id, units), stack.clock())
     stack.store.record_new(transfer)
-    assert stack.ledger.lock(transfer, stack.transfers.catalog.get("USDT"), UNLIMITED) == LockOutcome.LOCKED
-    return stack.transfers.record_locked(transfer, API, "funds locked")
+    assert stack.ledger.lock(transfer, stack.deps.catalog.get("USDT"), UNLIMITED) == LockOutcome.LOCKED
+    return stack.settle.locked(transfer, API, "funds locked")
 
 
 def _statuses(stack: Harness, transfers: list[Transfer]) -> dict[Status, int]:
@@ -121,14 +121,14 @@ def test_a_transfer_open_for_three_days_after_an_operator_listing_is_alerted_and
     assert isinstance(store, CassandraTransferStore)
     stack.fund(1)
     # In front of it: an orphan row (its writer died before the record) and a settled transfer.
-    orphan = stack.transfers.ids.next_id()
+    orphan = stack.deps.ids.next_id()
     store.db.run_together(store.open_set.filing(orphan, store.open_set.window_of(stack.clock())))
-    settled = stack.transfers.submit(stack.command(1, UNIT)).transfer
+    settled = stack.submit.transfer(stack.command(1, UNIT)).transfer
     stack.pump()
     assert stack.reload(settled).status == Status.SUCCESS
-    stuck = stack.transfers.submit(stack.command(1, 2 * UNIT)).transfer
+    stuck = stack.submit.transfer(stack.command(1, 2 * UNIT)).transfer
     _drop_engine_traffic(stack)  # its engine request is lost
-    operations = OperatorService(stack.transfers)
+    operations = OperatorService(stack.deps, stack.settle)
     assert len(operations.stuck(None, timedelta(0), limit=1)) <= 1
     operations.reconcile(limit=1)
     caplog.set_level(logging.INFO)
@@ -155,11 +155,11 @@ def test_a_late_retry_of_an_id_issued_20_minutes_earlier_is_visited(stack: Harne
     assert isinstance(store, CassandraTransferStore)
     stack.fund(1)
     command = stack.command(1, 5 * UNIT)
-    early = stack.transfers.ids.next_id()
+    early = stack.deps.ids.next_id()
     # The first attempt claimed its key and died before recording anything.
     store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=early, fingerprint=command.fingerprint()))
     # Another was recorded 20 minutes ago and died before locking: its row is in an old window.
-    recorded_early = Transfer.new(stack.transfers.ids.next_id(), stack.command(1, 7 * UNIT), stack.clock(), "k2")
+    recorded_early = Transfer.new(stack.deps.ids.next_id(), stack.command(1, 7 * UNIT), stack.clock(), "k2")
     store.claim_idempotency_key(
         1, "k2", IdempotencyClaim(request_id=recorded_early.request_id, fingerprint=recorded_early.fingerprint)
     )
@@ -172,8 +172,8 @@ def test_a_late_retry_of_an_id_issued_20_minutes_earlier_is_visited(stack: Harne
         stack.clock.advance(seconds=30)
         stack.recovery.scan()
     assert store.open_set.position() > store.open_set.window_of(recorded_early.created_at)
-    first = stack.transfers.submit(command, "k").transfer
-    second = stack.transfers.submit(stack.command(1, 7 * UNIT), "k2").transfer
+    first = stack.submit.transfer(command, "k").transfer
+    second = stack.submit.transfer(stack.command(1, 7 * UNIT), "k2").transfer
     assert (first.request_id, second.request_id) == (early, recorded_early.request_id)
     _drop_engine_traffic(stack)
     stack.clock.advance(seconds=31)
@@ -194,15 +194,13 @@ def test_a_day_of_settled_transfers_beyond_the_tombstone_thresholds_does_not_bre
     store = stack.store
     assert isinstance(store, CassandraTransferStore)
     stack.fund(1, "1000000")
-    opened_first = stack.transfers.submit(stack.command(1, UNIT)).transfer
+    opened_first = stack.submit.transfer(stack.command(1, UNIT)).transfer
     _drop_engine_traffic(stack)
     settled = 0
     # 12,000 settled transfers over a day (the dev Cassandra fails a read past 1,000 tombstones).
     with ThreadPoolExecutor(16) as pool:
         for _ in range(24):
-            batch = [
-                Transfer.new(stack.transfers.ids.next_id(), stack.command(1, UNIT), stack.clock()) for _ in range(500)
-            ]
+            batch = [Transfer.new(stack.deps.ids.next_id(), stack.command(1, UNIT), stack.clock()) for _ in range(500)]
 
             def settle(transfer: Transfer) -> None:
                 store.record_new(transfer)
@@ -224,7 +222,7 @@ def test_a_closing_pass_too_slow_for_its_target_window_leaves_the_windows_open(s
     store = stack.store
     assert isinstance(store, CassandraTransferStore)
     stack.fund(1)
-    stuck = stack.transfers.submit(stack.command(1, UNIT)).transfer
+    stuck = stack.submit.transfer(stack.command(1, UNIT)).transfer
     _drop_engine_traffic(stack)
     position = store.open_set.position()
     stack.clock.advance(minutes=5)

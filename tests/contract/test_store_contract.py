@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.api.transfers import replay_refusal
-from app.domain.batch import BatchCommand
+from app.domain.batch import BatchCommand, new_batch
 from app.domain.errors import InsufficientBalance
 from app.domain.events import StatusEvent
 from app.domain.money import AssetCatalog
@@ -27,7 +26,6 @@ from app.domain.transfer import (
     Transfer,
 )
 from app.ports.store import IdempotencyClaim, StatusChange, TransferStore
-from app.services.batches import BatchService
 from tests.conftest import make_transfer, random_request_id, random_user_id, record_move
 from tests.unit.harness import FakeClock, Harness
 
@@ -204,19 +202,18 @@ def test_a_retry_refused_422_that_races_the_fence_replays_422(
     harness.fund(user_id, "1")
     command = harness.command(user_id, 2 * UNIT)
     # The first attempt recorded the transfer and died before its lock.
-    request_id, _ = harness.transfers.claim_key(user_id, "key-1", command.fingerprint())
+    request_id, _ = harness.submit.claim_key(user_id, "key-1", command.fingerprint())
     stale = Transfer.new(request_id, command, harness.clock(), "key-1")
     store.record_new(stale)
     harness.clock.advance(minutes=1)  # past the scanner's grace
     fence_later = _racing_the_fence(monkeypatch, harness, "lock", [stale], fence_first)
     with pytest.raises(InsufficientBalance):
-        harness.transfers.submit(command, "key-1")  # the retry: answered 422
+        harness.submit.transfer(command, "key-1")  # the retry: answered 422
     fence_later()
-    replay = harness.transfers.submit(command, "key-1")
+    replay = harness.submit.transfer(command, "key-1")
     assert replay.replayed and replay.transfer.request_id == request_id
     assert replay.transfer.failure_reason == FailureReason.INSUFFICIENT_BALANCE
-    with pytest.raises(InsufficientBalance):
-        replay_refusal(replay.transfer)  # 422 again, never a 202
+    assert isinstance(harness.submit.refusal(replay.transfer), InsufficientBalance)  # 422 again, never a 202
     # Each actor's event tells what it did (docs/events.md), so two `failed`
     # go out. A consumer that deduplicates as documented keeps both, and the
     # one it keeps as the transfer's state, by the store's own order, is the
@@ -235,27 +232,26 @@ def test_a_batch_retry_refused_422_that_races_the_fence_replays_422(
     harness = Harness(tmp_path, catalog, store=store, clock=FakeClock(now()))
     user_id = random_user_id()
     harness.fund(user_id, "2")
-    service = BatchService(harness.transfers)
     command = BatchCommand(user_id, (harness.command(user_id, UNIT), harness.command(user_id, 5 * UNIT)))
     # The first attempt recorded the batch and its legs and died before the lock.
-    batch_id, _ = harness.transfers.claim_key(user_id, "key-1", command.fingerprint())
-    batch, legs = service._new(batch_id, command, "key-1")
+    batch_id, _ = harness.submit.claim_key(user_id, "key-1", command.fingerprint())
+    drafted = new_batch(batch_id, command, harness.clock(), "key-1")
+    batch, legs = drafted.batch, [leg for leg in drafted.legs if leg is not None]
     store.record_batch(batch, legs)
     harness.clock.advance(minutes=1)
     fence_later = _racing_the_fence(monkeypatch, harness, "lock_batch", legs, fence_first)
     with pytest.raises(InsufficientBalance) as refused:
-        service.submit(command, "key-1")
+        harness.submit.batch(command, "key-1")
     assert refused.value.details["leg"] == 1
     fence_later()
-    replay = service.submit(command, "key-1")
+    replay = harness.submit.batch(command, "key-1")
     assert replay.replayed
     assert [leg.failure_reason if leg else None for leg in replay.view.legs] == [
         FailureReason.BATCH_FAILED,
         FailureReason.INSUFFICIENT_BALANCE,
     ]
-    with pytest.raises(InsufficientBalance) as replayed:
-        service.replay_refusal(replay.view)
-    assert replayed.value.details["leg"] == 1
+    replayed = harness.submit.batch_refusal(replay.view)
+    assert isinstance(replayed, InsufficientBalance) and replayed.details["leg"] == 1
 
 
 def test_failed_keeps_its_reason(store: TransferStore) -> None:

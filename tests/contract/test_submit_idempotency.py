@@ -23,10 +23,10 @@ from app.domain.money import Asset, AssetCatalog
 from app.domain.transfer import AccountType, Transfer, TransferCommand
 from app.ports.ledger import DepositOutcome, Ledger
 from app.ports.store import IdempotencyClaim, TransferStore
-from app.services.batches import BatchService
 from app.services.dependencies import Dependencies
 from app.services.limits import LimitService
-from app.services.transfers import TransferService
+from app.services.settle import Settle
+from app.services.submit import Submit
 from tests.conftest import random_request_id, random_user_id
 
 
@@ -55,12 +55,12 @@ class _FirstWriterWaits:
         return wrapped
 
 
-def services(store: Any, ledger: Ledger, catalog: AssetCatalog) -> BatchService:
+def services(store: Any, ledger: Ledger, catalog: AssetCatalog) -> Submit:
     defaults = DefaultLimits.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text(), catalog)
     limits = LimitService(store, ledger, catalog, defaults, lambda: datetime.now(UTC))
     ids = SnowflakeGenerator(random_request_id() % 1000)
-    transfers = TransferService(Dependencies.over(catalog, ids, store, ledger, InProcessServiceBus()), limits)
-    return BatchService(transfers)
+    deps = Dependencies.over(catalog, ids, store, ledger, InProcessServiceBus())
+    return Submit(deps, limits, Settle(deps))
 
 
 def funded(ledger: Ledger, usdt: Asset) -> int:
@@ -99,7 +99,7 @@ def test_two_attempts_of_one_batch_key_lock_one_batch(
     command = BatchCommand(user_id, legs)
 
     def attempt() -> list[int]:
-        return leg_ids(service.submit(command, "one-key").view.legs)
+        return leg_ids(service.batch(command, "one-key").view.legs)
 
     slow, fast = race(attempt, attempt, gate)
 
@@ -115,12 +115,12 @@ def test_two_attempts_of_one_transfer_key_lock_one_transfer(
     store: TransferStore, ledger: Ledger, catalog: AssetCatalog, usdt: Asset
 ) -> None:
     gate = _FirstWriterWaits(store, "record_new")
-    service = services(gate, ledger, catalog).transfers
+    service = services(gate, ledger, catalog)
     user_id = funded(ledger, usdt)
     command = TransferCommand(user_id, "USDT", AccountType.FUNDING, AccountType.SPOT, 30)
 
     def attempt() -> list[int]:
-        return [service.submit(command, "one-key").transfer.request_id]
+        return [service.transfer(command, "one-key").transfer.request_id]
 
     slow, fast = race(attempt, attempt, gate)
 

@@ -59,14 +59,14 @@ def test_a_burst_of_batches_and_a_race_end_whole(stack: Stack, figures: Callable
     try:
         quiesce = stack.wait_quiet(container)
         report = check_invariants(
-            container.transfers, [*users, racer], deposits, result.acknowledged, stack.engine_applied()
+            container.deps, [*users, racer], deposits, result.acknowledged, stack.engine_applied()
         )
         legs = [t for a in result.acknowledged if (t := container.store.get(a.request_id))]
         batches: dict[int, set[str]] = {}
         for leg in legs:
             assert leg.batch_id is not None
             batches.setdefault(leg.batch_id, set()).add(leg.status.value)
-        racer_spot = [b for b in container.transfers.deps.accounts.balances(racer, [container.catalog.get("USDT")])]
+        racer_spot = [b for b in container.deps.accounts.balances(racer, [container.catalog.get("USDT")])]
     finally:
         container.close()
     figures(

@@ -192,7 +192,7 @@ def test_concurrent_transfers_against_a_limit_lock_exactly_what_fits(client: Fla
     assert answers.count((422, "DAILY_LIMIT_EXCEEDED")) == 17, answers
     services = limits_app.extensions["internal_transfer"]
     usdt = services.catalog.get("USDT")
-    key = QuotaKey(user_id, usdt, Direction.FUNDING_TO_SPOT, utc_day(services.transfers.clock()))
+    key = QuotaKey(user_id, usdt, Direction.FUNDING_TO_SPOT, utc_day(services.deps.clock()))
     balance = services.ledger.quota_balances([key])[key]
     assert balance.consumed + balance.held == 70 * 10**8
     assert balance.remaining == 5 * 10**8

@@ -68,7 +68,7 @@ def assert_settled(
     container = stack.container()
     try:
         quiesce = stack.wait_quiet(container)
-        report = check_invariants(container.transfers, users, deposits, result.acknowledged, stack.engine_applied())
+        report = check_invariants(container.deps, users, deposits, result.acknowledged, stack.engine_applied())
         figures(
             f"[e2e] ledger={stack.ledger_description} attempted={result.attempted} "
             f"acknowledged={len(result.acknowledged)} insufficient={result.refused_insufficient} "

@@ -10,11 +10,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from app.domain.ledger_answers import agrees
 from app.domain.limits import QuotaKey
 from app.domain.transfer import AccountType, Status, Transfer
 from app.ports.ledger import LedgerState
-from app.services.operations import AGREEING_STATES
-from app.services.transfers import TransferService
+from app.services.dependencies import Dependencies
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class InvariantReport:
 
 
 def check_invariants(
-    transfers: TransferService,
+    deps: Dependencies,
     user_ids: Iterable[int],
     deposits: Mapping[tuple[int, str], int],
     acknowledged: Iterable[Acknowledged] = (),
@@ -53,7 +53,7 @@ def check_invariants(
     report = InvariantReport()
     by_id: dict[int, Transfer] = {}
     for user_id in user_ids:
-        for transfer in _all_transfers(transfers, user_id):
+        for transfer in _all_transfers(deps, user_id):
             by_id[transfer.request_id] = transfer
     report.checked_transfers = len(by_id)
 
@@ -79,8 +79,8 @@ def check_invariants(
     quota_held: dict[QuotaKey, int] = defaultdict(int)
     quota_posted: dict[QuotaKey, int] = defaultdict(int)
     for transfer in by_id.values():
-        asset = transfers.catalog.get(transfer.asset)
-        state = transfers.deps.moves.state_of(transfer, asset)
+        asset = deps.catalog.get(transfer.asset)
+        state = deps.moves.state_of(transfer, asset)
         states[transfer.request_id] = state
         quota = QuotaKey.of_transfer(transfer, asset)
         if state == LedgerState.PENDING:
@@ -93,7 +93,7 @@ def check_invariants(
             report.open_transfers.append(transfer.request_id)
             if not allow_open:
                 report.violations.append(f"transfer {transfer.request_id} is still {transfer.status.value}")
-        if state not in AGREEING_STATES[transfer.status]:
+        if not agrees(transfer, state):
             report.violations.append(
                 f"transfer {transfer.request_id}: store says {transfer.status.value}, ledger says {state.value}"
             )
@@ -105,14 +105,14 @@ def check_invariants(
             sent_as = transfer.batch_id if transfer.batch_id is not None else transfer.request_id
             _check_engine(report, transfer, engine_applied.get(sent_as))
 
-    _check_quotas(report, transfers, quota_held, quota_posted)
-    _check_batches(report, transfers, by_id, states)
+    _check_quotas(report, deps, quota_held, quota_posted)
+    _check_batches(report, deps, by_id, states)
 
     # Quota accounts are not funds: balances() reports funding and spot only.
     users = {user for user, _ in deposits} | {t.user_id for t in by_id.values()}
     for user_id in users:
         totals: dict[str, int] = defaultdict(int)
-        for balance in transfers.deps.accounts.balances(user_id, list(transfers.catalog)):
+        for balance in deps.accounts.balances(user_id, list(deps.catalog)):
             totals[balance.asset] += balance.available + balance.locked
             held = locked.get((user_id, balance.asset, balance.account_type), 0)
             if balance.locked != held:
@@ -120,7 +120,7 @@ def check_invariants(
                     f"user {user_id} {balance.asset} {balance.account_type.value}: {balance.locked} locked in the"
                     f" ledger, {held} held by open transfers (an orphaned lock)"
                 )
-        for asset in transfers.catalog:
+        for asset in deps.catalog:
             expected = deposits.get((user_id, asset.symbol), 0)
             if totals.get(asset.symbol, 0) != expected:
                 report.violations.append(
@@ -132,7 +132,7 @@ def check_invariants(
 
 def _check_quotas(
     report: InvariantReport,
-    transfers: TransferService,
+    deps: Dependencies,
     held: Mapping[QuotaKey, int],
     posted: Mapping[QuotaKey, int],
 ) -> None:
@@ -142,8 +142,8 @@ def _check_quotas(
     has consumed exactly the posted ones (plus operators' cuts, for users with
     overrides), and is never overrun.
     """
-    balances = transfers.deps.quotas.quota_balances(list(held.keys() | posted.keys()))
-    overridden = {key.user_id for key in balances if transfers.deps.overrides.limit_overrides(key.user_id)}
+    balances = deps.quotas.quota_balances(list(held.keys() | posted.keys()))
+    overridden = {key.user_id for key in balances if deps.overrides.limit_overrides(key.user_id)}
     for key in held.keys() | posted.keys():
         balance = balances.get(key)
         label = f"user {key.user_id} {key.asset.symbol} {key.direction.value} day {key.day}"
@@ -163,23 +163,21 @@ def _check_quotas(
 
 def _check_batches(
     report: InvariantReport,
-    transfers: TransferService,
+    deps: Dependencies,
     by_id: Mapping[int, Transfer],
     states: Mapping[int, LedgerState],
 ) -> None:
     """All or nothing: a batch's legs are all recorded, in one ledger state, and end the same way."""
     for batch_id in sorted({t.batch_id for t in by_id.values() if t.batch_id is not None}):
-        batch = transfers.deps.batches.get_batch(batch_id)
+        batch = deps.batches.get_batch(batch_id)
         if batch is None:
             report.violations.append(f"batch {batch_id} has legs but no record")
             continue
-        legs = transfers.deps.transfers.get_many(batch.request_ids)
+        legs = deps.transfers.get_many(batch.request_ids)
         if len(legs) != len(batch.request_ids):
             missing = sorted(set(batch.request_ids) - set(legs))
             report.violations.append(f"batch {batch_id}: legs {missing} are not recorded")
-        leg_states = {
-            states.get(i) or transfers.deps.moves.state_of(t, transfers.catalog.get(t.asset)) for i, t in legs.items()
-        }
+        leg_states = {states.get(i) or deps.moves.state_of(t, deps.catalog.get(t.asset)) for i, t in legs.items()}
         # A fenced leg and its never-locked siblings are equally "nothing locked".
         if len(leg_states - {LedgerState.ABSENT, LedgerState.FENCED}) > 1 or (
             leg_states & {LedgerState.PENDING, LedgerState.POSTED, LedgerState.VOIDED}
@@ -201,11 +199,11 @@ def _check_engine(report: InvariantReport, transfer: Transfer, applied: str | No
         report.violations.append(f"transfer {transfer.request_id} failed but the engine applied it")
 
 
-def _all_transfers(transfers: TransferService, user_id: int) -> list[Transfer]:
+def _all_transfers(deps: Dependencies, user_id: int) -> list[Transfer]:
     found: list[Transfer] = []
     cursor = None
     while True:
-        page = transfers.deps.transfers.history(user_id, 100, cursor)
+        page = deps.transfers.history(user_id, 100, cursor)
         found.extend(page.items)
         if page.next_cursor is None:
             return found

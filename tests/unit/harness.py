@@ -18,8 +18,10 @@ from app.ports.store import TransferStore
 from app.services.accounts import AccountService
 from app.services.dependencies import Dependencies
 from app.services.limits import LimitService
+from app.services.queries import TransferQueries
 from app.services.recovery import RecoveryPolicy, RecoveryService
-from app.services.transfers import TransferService
+from app.services.settle import Settle
+from app.services.submit import Submit
 from consumers.reference_engine import ReferenceEngine
 from consumers.settlement import SettlementConsumer
 from tests.support.inprocess_bus import deliver_queued
@@ -54,12 +56,14 @@ class Harness:
         ids = SnowflakeGenerator(1, clock_ms=lambda: int(self.clock().timestamp() * 1000))
         defaults = DefaultLimits.from_toml((PROJECT_ROOT / "app" / "assets.toml").read_text(), catalog)
         self.limits = LimitService(self.store, self.ledger, catalog, defaults, self.clock)
-        deps = Dependencies.over(catalog, ids, self.store, self.ledger, self.bus)
-        self.transfers = TransferService(deps, self.limits, self.clock)
+        self.deps = Dependencies.over(catalog, ids, self.store, self.ledger, self.bus, self.clock)
+        self.settle = Settle(self.deps)
+        self.submit = Submit(self.deps, self.limits, self.settle)
+        self.queries = TransferQueries(self.deps)
         self.accounts = AccountService(self.ledger, catalog, ids, self.store, self.clock)
-        self.recovery = RecoveryService(self.transfers, policy or RecoveryPolicy())
+        self.recovery = RecoveryService(self.deps, self.settle, policy or RecoveryPolicy())
         self.engine = ReferenceEngine(self.bus.engine_side())
-        self.settlement = SettlementConsumer(self.bus, self.transfers)
+        self.settlement = SettlementConsumer(self.bus, self.settle)
 
     def pump(self) -> int:
         """Let the engine answer and settlement apply everything queued."""

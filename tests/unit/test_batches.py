@@ -5,22 +5,20 @@ from __future__ import annotations
 import pytest
 
 from app.adapters.bus_messages import decode_request, decode_result, encode_request, encode_result
-from app.domain.batch import BatchCommand, BatchStatus
+from app.domain.batch import BatchCommand, BatchStatus, new_batch
 from app.domain.errors import ValidationFailed
 from app.domain.limits import EffectiveLimit
 from app.domain.transfer import AccountType, FailureReason, Outcome, Status, Transfer
 from app.ports.bus import EngineBatchRequest, EngineResult
 from app.ports.ledger import BatchLeg
 from app.ports.store import IdempotencyClaim
-from app.services.batches import BatchService
 from app.services.operations import OperatorService
 from tests.conftest import random_user_id
 from tests.unit.harness import Harness
 
 
 def submit(harness: Harness, user_id: int, *units: int) -> list[Transfer]:
-    service = BatchService(harness.transfers)
-    result = service.submit(BatchCommand(user_id, tuple(harness.command(user_id, u) for u in units)))
+    result = harness.submit.batch(BatchCommand(user_id, tuple(harness.command(user_id, u) for u in units)))
     return [leg for leg in result.view.legs if leg is not None]
 
 
@@ -43,7 +41,7 @@ def test_an_operator_void_of_one_leg_voids_the_whole_batch_and_the_late_confirma
     user_id = random_user_id()
     harness.fund(user_id)
     legs = submit(harness, user_id, 100, 200)
-    OperatorService(harness.transfers).void(legs[1].request_id, "alice", "customer asked")
+    OperatorService(harness.deps, harness.settle).void(legs[1].request_id, "alice", "customer asked")
     assert [harness.reload(leg).failure_reason for leg in legs] == [FailureReason.VOIDED_BY_OPERATOR] * 2
     harness.pump()  # the engine confirms; the void stands for both legs
     assert [harness.reload(leg).status for leg in legs] == [Status.FAILED, Status.FAILED]
@@ -58,7 +56,7 @@ def test_a_duplicate_batch_answer_changes_nothing(harness: Harness) -> None:
     harness.pump()
     batch_id = legs[0].batch_id
     assert batch_id is not None
-    harness.transfers.apply_results([EngineResult(batch_id, Outcome.CONFIRMED, batch=True)])
+    harness.settle.apply_results([EngineResult(batch_id, Outcome.CONFIRMED, batch=True)])
     assert [harness.reload(leg).status for leg in legs] == [Status.SUCCESS, Status.SUCCESS]
     assert harness.balance(user_id, AccountType.SPOT) == (30, 0)
 
@@ -67,17 +65,17 @@ def test_a_half_recorded_batch_is_fenced_and_failed_by_the_scanner_and_never_loc
     """A crash between two legs' store writes: one leg recorded `requesting`, the other not, nothing locked."""
     user_id = random_user_id()
     harness.fund(user_id)
-    service = BatchService(harness.transfers)
     command = BatchCommand(user_id, (harness.command(user_id, 10), harness.command(user_id, 20)))
-    batch, legs = service._new(harness.transfers.ids.next_id(), command, "key-1")
+    drafted = new_batch(harness.deps.ids.next_block(3), command, harness.clock(), "key-1")
+    batch, legs = drafted.batch, [leg for leg in drafted.legs if leg is not None]
     harness.store.record_batch(batch, legs[:1])  # the second leg's write never happened
     harness.clock.advance(minutes=5)
     harness.recovery.scan()
     assert harness.reload(legs[0]).status == Status.FAILED
     # The retry with the key records the missing leg and finds the batch can never lock.
     claim = IdempotencyClaim(batch.batch_id, batch.fingerprint)
-    harness.transfers.deps.keys.claim_idempotency_key(user_id, "key-1", claim)
-    view = service.submit(command, "key-1").view
+    harness.deps.keys.claim_idempotency_key(user_id, "key-1", claim)
+    view = harness.submit.batch(command, "key-1").view
     assert view.status == BatchStatus.FAILED
     harness.clock.advance(minutes=5)
     harness.recovery.scan()
@@ -89,11 +87,11 @@ def test_a_batch_locked_but_recorded_requesting_is_finished_by_the_scanner(harne
     """A crash after the lock, before `pending` was written: the scanner records it and sends the batch once."""
     user_id = random_user_id()
     harness.fund(user_id)
-    service = BatchService(harness.transfers)
     command = BatchCommand(user_id, (harness.command(user_id, 10), harness.command(user_id, 20)))
-    batch, legs = service._new(harness.transfers.ids.next_id(), command, None)
+    drafted = new_batch(harness.deps.ids.next_block(3), command, harness.clock(), None)
+    batch, legs = drafted.batch, [leg for leg in drafted.legs if leg is not None]
     harness.store.record_batch(batch, legs)
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     harness.ledger.lock_batch([BatchLeg(leg, usdt, EffectiveLimit(10**15, 0)) for leg in legs])
     harness.clock.advance(minutes=5)
     harness.recovery.scan()
@@ -117,7 +115,7 @@ def test_operators_name_a_batch_by_its_id_and_act_on_all_its_legs(harness: Harne
     legs = submit(harness, user_id, 100, 200, 300)
     batch_id = legs[0].batch_id
     assert batch_id is not None
-    operations = OperatorService(harness.transfers)
+    operations = OperatorService(harness.deps, harness.settle)
     reports = operations.reconcile(request_id=batch_id)
     assert [r.transfer.request_id for r in reports] == [leg.request_id for leg in legs]
     assert all(r.agrees for r in reports)
@@ -171,10 +169,10 @@ def test_an_answer_for_an_unknown_batch_is_poison_after_the_rest_is_applied(harn
 
     user_id = random_user_id()
     harness.fund(user_id)
-    single = harness.transfers.submit(harness.command(user_id, 10)).transfer
-    unknown = harness.transfers.ids.next_id()
+    single = harness.submit.transfer(harness.command(user_id, 10)).transfer
+    unknown = harness.deps.ids.next_id()
     with pytest.raises(PoisonMessage, match=str(unknown)):
-        harness.transfers.apply_results(
+        harness.settle.apply_results(
             [EngineResult(unknown, Outcome.CONFIRMED, batch=True), EngineResult(single.request_id, Outcome.CONFIRMED)]
         )
     assert harness.reload(single).status == Status.SUCCESS
@@ -194,7 +192,7 @@ def test_a_result_naming_one_leg_resolves_the_whole_batch(harness: Harness, outc
     legs = submit(harness, user_id, 100, 200)
     assert [harness.reload(leg).status for leg in legs] == [Status.PENDING, Status.PENDING]
     assert harness.balance(user_id, AccountType.FUNDING) == (funded - 300, 300)
-    harness.transfers.apply_results([EngineResult(legs[named].request_id, outcome)])
+    harness.settle.apply_results([EngineResult(legs[named].request_id, outcome)])
     stored = [harness.reload(leg) for leg in legs]
     expected = Status.SUCCESS if outcome == Outcome.CONFIRMED else Status.FAILED
     assert [leg.status for leg in stored] == [expected, expected]

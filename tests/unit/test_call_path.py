@@ -48,7 +48,7 @@ def test_a_post_and_its_settlement_enter_few_files(tmp_path: Path) -> None:
     warm = client.post("/api/v1/user/internal_transfer", json=body, headers=warm_headers)
     assert warm.status_code == 202
     engine = ReferenceEngine(container.bus.engine_side())
-    settlement = SettlementConsumer(container.bus, container.transfers)
+    settlement = SettlementConsumer(container.bus, container.settle)
     deliver_queued(container.bus, engine.handle_batch, settlement.handle_batch)
 
     # As real clients send it: every POST carries an Idempotency-Key.

@@ -155,7 +155,7 @@ def test_show_prints_the_transfer_with_its_audit(runner: FlaskCliRunner, app: Fl
     from app.domain.transfer import AccountType, TransferCommand
 
     command = TransferCommand(3001, "USDT", AccountType.FUNDING, AccountType.SPOT, 10)
-    request_id = services.transfers.submit(command).transfer.request_id
+    request_id = services.submit.transfer(command).transfer.request_id
     shown = runner.invoke(args=["transfers", "show", str(request_id)])
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.output)
@@ -170,7 +170,7 @@ def test_operator_commands_take_a_batch_id_and_act_on_every_leg(runner: FlaskCli
     from app.domain.transfer import AccountType, TransferCommand
 
     legs = tuple(TransferCommand(3001, "USDT", AccountType.FUNDING, AccountType.SPOT, n) for n in (10, 20))
-    view = services.batches.submit(BatchCommand(3001, legs)).view
+    view = services.submit.batch(BatchCommand(3001, legs)).view
     batch_id = str(view.batch.batch_id)
     checked = runner.invoke(args=["transfers", "reconcile", "--request-id", batch_id, "--json"])
     assert checked.exit_code == 0, checked.output

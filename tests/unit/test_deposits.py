@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.domain.deposit import deposit_id_for_key
-from app.domain.errors import DomainError, ValidationFailed
+from app.domain.errors import DomainError, IdempotencyKeyReused, ValidationFailed
 from app.domain.transfer import AccountType
-from app.services.transfers import IdempotencyKeyReused
 from tests.unit.harness import Harness
 
 UNIT = 10**8

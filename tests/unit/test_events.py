@@ -14,12 +14,12 @@ import pytest
 from app.adapters.inprocess_bus import InProcessServiceBus
 from app.bootstrap import build
 from app.config import Settings
+from app.domain.errors import InsufficientBalance
 from app.domain.events import EventKind, StatusEvent
 from app.domain.transfer import AccountType, FailureReason, Status, Transfer, TransferCommand
 from app.services.events import EventDispatcher, EventRelay
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy
-from app.services.transfers import InsufficientBalance
 from tests.conftest import TEST_JWT_SECRET, TEST_OPERATOR_JWT_SECRET
 from tests.unit.harness import Harness
 
@@ -69,7 +69,7 @@ def _relay(harness: Harness, grace_seconds: float = 10, ahead_seconds: float = 0
 
 def _pending(harness: Harness, user_id: int, units: int = UNIT) -> int:
     harness.fund(user_id)
-    return harness.transfers.submit(harness.command(user_id, units)).transfer.request_id
+    return harness.submit.transfer(harness.command(user_id, units)).transfer.request_id
 
 
 def test_every_status_change_of_a_settled_transfer_is_published_in_order(
@@ -92,7 +92,7 @@ def test_every_status_change_of_a_settled_transfer_is_published_in_order(
 
 def test_a_refused_lock_publishes_failed_with_its_reason(harness: Harness, subscriber: Subscriber) -> None:
     with pytest.raises(InsufficientBalance) as refused:
-        harness.transfers.submit(harness.command(2, UNIT))
+        harness.submit.transfer(harness.command(2, UNIT))
     request_id = int(refused.value.details["request_id"])
     assert subscriber.of(request_id) == [
         ("status_changed", None, "requesting"),
@@ -103,7 +103,7 @@ def test_a_refused_lock_publishes_failed_with_its_reason(harness: Harness, subsc
 
 
 def test_an_operator_void_and_a_resend_are_published(harness: Harness, subscriber: Subscriber) -> None:
-    operations = OperatorService(harness.transfers)
+    operations = OperatorService(harness.deps, harness.settle)
     resent = _pending(harness, 3)
     operations.resend(resent, "carol", "engine restarted")
     voided = _pending(harness, 4)
@@ -136,7 +136,7 @@ def test_stuck_warnings_are_published_once_per_level(harness: Harness, subscribe
 
 def test_the_scanners_repairs_are_published(harness: Harness, subscriber: Subscriber) -> None:
     harness.recovery.policy = RecoveryPolicy(requesting_grace=timedelta(seconds=30))
-    transfer = Transfer.new(harness.transfers.ids.next_id(), harness.command(6, UNIT), harness.clock())
+    transfer = Transfer.new(harness.deps.ids.next_id(), harness.command(6, UNIT), harness.clock())
     harness.store.record_new(transfer)  # ... and the web process died before locking
     harness.clock.advance(minutes=1)
     assert harness.recovery.scan()["failed_not_locked"] == 1
@@ -201,9 +201,9 @@ def test_event_ids_name_what_happened(harness: Harness, subscriber: Subscriber) 
 
 def test_a_transfer_between_spot_and_funding_says_so(harness: Harness, subscriber: Subscriber) -> None:
     harness.fund(11)
-    harness.transfers.submit(harness.command(11, UNIT))
+    harness.submit.transfer(harness.command(11, UNIT))
     harness.pump()
-    back = harness.transfers.submit(harness.command(11, UNIT, from_type=AccountType.SPOT)).transfer
+    back = harness.submit.transfer(harness.command(11, UNIT, from_type=AccountType.SPOT)).transfer
     event = subscriber.events[-1]
     assert event.request_id == back.request_id
     assert (event.from_account_type, event.to_account_type) == ("spot", "funding")
@@ -226,7 +226,7 @@ def test_embedded_mode_wires_the_stream_to_in_process_subscribers(tmp_path: Path
             user_id=12, asset="USDT", from_type=AccountType.FUNDING, to_type=AccountType.SPOT, amount=1
         )
         with pytest.raises(InsufficientBalance) as refused:
-            container.transfers.submit(command)
+            container.submit.transfer(command)
         request_id = int(refused.value.details["request_id"])
         deadline = time.monotonic() + 10
         while len(subscriber.of(request_id)) < 2 and time.monotonic() < deadline:

@@ -13,7 +13,7 @@ DEPOSITS = {(1, "USDT"): 1000 * UNIT}
 
 def _settled_run(harness: Harness) -> list[Transfer]:
     harness.fund(1)
-    done = [harness.transfers.submit(harness.command(1, n * UNIT), f"k{n}").transfer for n in (1, 2, 3)]
+    done = [harness.submit.transfer(harness.command(1, n * UNIT), f"k{n}").transfer for n in (1, 2, 3)]
     harness.engine.reject(done[1].request_id)
     harness.pump()
     return done
@@ -22,37 +22,37 @@ def _settled_run(harness: Harness) -> list[Transfer]:
 def test_a_clean_run_has_no_violations(harness: Harness) -> None:
     done = _settled_run(harness)
     acknowledged = [Acknowledged(1, t.request_id, t.idempotency_key) for t in done]
-    report = check_invariants(harness.transfers, [1], DEPOSITS, acknowledged, harness.engine.applied())
+    report = check_invariants(harness.deps, [1], DEPOSITS, acknowledged, harness.engine.applied())
     assert report.ok, report.violations
     assert report.checked_transfers == 3
 
 
 def test_finds_a_lost_acknowledged_transfer(harness: Harness) -> None:
     _settled_run(harness)
-    report = check_invariants(harness.transfers, [1], DEPOSITS, [Acknowledged(1, 999, None)])
+    report = check_invariants(harness.deps, [1], DEPOSITS, [Acknowledged(1, 999, None)])
     assert report.violations == ["acknowledged transfer 999 of user 1 is missing"]
 
 
 def test_finds_an_open_transfer_and_its_lock(harness: Harness) -> None:
     harness.fund(1)
-    stuck = harness.transfers.submit(harness.command(1, UNIT)).transfer
-    report = check_invariants(harness.transfers, [1], DEPOSITS)
+    stuck = harness.submit.transfer(harness.command(1, UNIT)).transfer
+    report = check_invariants(harness.deps, [1], DEPOSITS)
     assert report.violations == [f"transfer {stuck.request_id} is still pending"]
-    assert check_invariants(harness.transfers, [1], DEPOSITS, allow_open=True).ok
+    assert check_invariants(harness.deps, [1], DEPOSITS, allow_open=True).ok
 
 
 def test_finds_store_and_ledger_disagreeing_and_an_orphaned_lock(harness: Harness) -> None:
     harness.fund(1)
-    transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
+    transfer = harness.submit.transfer(harness.command(1, UNIT)).transfer
     record_move(harness.store, transfer, Status.FAILED, reason="corrupt", failure_reason=FailureReason.NOT_LOCKED)
-    violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
+    violations = check_invariants(harness.deps, [1], DEPOSITS).violations
     assert f"transfer {transfer.request_id}: store says failed, ledger says pending" in violations
     assert any("orphaned lock" in v for v in violations)
 
 
 def test_finds_money_created_from_nothing(harness: Harness) -> None:
     _settled_run(harness)
-    violations = check_invariants(harness.transfers, [1], {(1, "USDT"): 999 * UNIT}).violations
+    violations = check_invariants(harness.deps, [1], {(1, "USDT"): 999 * UNIT}).violations
     assert violations == [f"user 1 USDT: funding + spot = {1000 * UNIT}, deposits = {999 * UNIT}"]
 
 
@@ -60,7 +60,7 @@ def test_finds_a_success_the_engine_never_confirmed(harness: Harness) -> None:
     done = _settled_run(harness)
     applied = harness.engine.applied()
     applied[done[0].request_id] = "rejected"
-    violations = check_invariants(harness.transfers, [1], DEPOSITS, engine_applied=applied).violations
+    violations = check_invariants(harness.deps, [1], DEPOSITS, engine_applied=applied).violations
     assert violations == [f"transfer {done[0].request_id} succeeded but the engine recorded rejected"]
 
 
@@ -70,7 +70,7 @@ def test_finds_a_quota_out_of_step_with_its_transfers(harness: Harness) -> None:
     from app.domain.limits import QuotaKey
 
     done = _settled_run(harness)
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     key = QuotaKey.of_transfer(done[0], usdt)
     # A quota debit with no lock beside it: what a broken (unlinked) chain would leave.
     stray = _Event(
@@ -84,7 +84,7 @@ def test_finds_a_quota_out_of_step_with_its_transfers(harness: Harness) -> None:
     )
     with harness.ledger._db.transaction() as conn:
         assert harness.ledger._create_event(conn, stray).value == "ok"
-    violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
+    violations = check_invariants(harness.deps, [1], DEPOSITS).violations
     assert violations == [
         f"user 1 USDT funding_to_spot day {key.day}: quota consumed {4 * UNIT + 5}, posted transfers {4 * UNIT}"
     ]
@@ -94,7 +94,7 @@ def test_a_clean_run_uses_exactly_its_posted_transfers_of_the_quota(harness: Har
     from app.domain.limits import QuotaKey
 
     done = _settled_run(harness)
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     key = QuotaKey.of_transfer(done[0], usdt)
     balance = harness.ledger.quota_balances([key])[key]
     # 1 and 3 posted; 2 rejected by the engine, so voided, its quota released.
@@ -103,11 +103,10 @@ def test_a_clean_run_uses_exactly_its_posted_transfers_of_the_quota(harness: Har
 
 def _batch_run(harness: Harness) -> list[Transfer]:
     from app.domain.batch import BatchCommand
-    from app.services.batches import BatchService
 
     harness.fund(1)
     command = BatchCommand(1, (harness.command(1, UNIT), harness.command(1, 2 * UNIT)))
-    view = BatchService(harness.transfers).submit(command, "batch-key").view
+    view = harness.submit.batch(command, "batch-key").view
     harness.pump()
     return [leg for leg in view.legs if leg is not None]
 
@@ -115,7 +114,7 @@ def _batch_run(harness: Harness) -> list[Transfer]:
 def test_a_settled_batch_under_one_key_has_no_violations(harness: Harness) -> None:
     legs = _batch_run(harness)
     acknowledged = [Acknowledged(1, leg.request_id, "batch-key") for leg in legs]
-    report = check_invariants(harness.transfers, [1], DEPOSITS, acknowledged, harness.engine.applied())
+    report = check_invariants(harness.deps, [1], DEPOSITS, acknowledged, harness.engine.applied())
     assert report.ok, report.violations
     assert report.checked_transfers == 2
 
@@ -127,5 +126,5 @@ def test_finds_a_batch_whose_legs_ended_differently(harness: Harness) -> None:
         "UPDATE transfers SET status = 'failed', failure_reason = 'VOIDED_BY_OPERATOR' WHERE request_id = ?",
         (legs[1].request_id,),
     )
-    violations = check_invariants(harness.transfers, [1], DEPOSITS).violations
+    violations = check_invariants(harness.deps, [1], DEPOSITS).violations
     assert f"batch {legs[0].batch_id}: some legs succeeded and some failed" in violations

@@ -66,11 +66,11 @@ def test_a_transfer_locked_before_midnight_and_settled_after_uses_the_first_days
     harness.clock.now = datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC)
     harness.fund(1)
     harness.limits.set_override(1, "USDT", "funding_to_spot", "100", "operator:a", "test")
-    transfer = harness.transfers.submit(harness.command(1, 60 * UNIT)).transfer
+    transfer = harness.submit.transfer(harness.command(1, 60 * UNIT)).transfer
     harness.clock.advance(seconds=2)  # the next UTC day
     harness.pump()
     assert harness.reload(transfer).status == Status.SUCCESS
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     yesterday = QuotaKey.of_transfer(transfer, usdt)
     today = QuotaKey(1, usdt, Direction.FUNDING_TO_SPOT, yesterday.day + 1)
     balances = harness.ledger.quota_balances([yesterday, today])
@@ -79,32 +79,32 @@ def test_a_transfer_locked_before_midnight_and_settled_after_uses_the_first_days
     shown = {(u.asset, u.direction): u for u in harness.limits.today(1)}
     assert shown[("USDT", Direction.FUNDING_TO_SPOT)].remaining == 100 * UNIT
     # Today's allowance is whole again.
-    assert harness.transfers.submit(harness.command(1, 100 * UNIT)).transfer.status == Status.PENDING
+    assert harness.submit.transfer(harness.command(1, 100 * UNIT)).transfer.status == Status.PENDING
 
 
 def test_an_operator_void_releases_the_quota_and_a_refusal_is_recorded(harness: Harness) -> None:
     harness.fund(1)
     harness.limits.set_override(1, "USDT", "funding_to_spot", "100", "operator:a", "test")
-    stuck = harness.transfers.submit(harness.command(1, 80 * UNIT)).transfer
+    stuck = harness.submit.transfer(harness.command(1, 80 * UNIT)).transfer
     with pytest.raises(DailyLimitExceeded) as refused:
-        harness.transfers.submit(harness.command(1, 30 * UNIT))
+        harness.submit.transfer(harness.command(1, 30 * UNIT))
     assert refused.value.details["remaining"] == "20.00000000"
     failed = harness.store.get(int(refused.value.details["request_id"]))
     assert failed is not None and (failed.status, failed.failure_reason) == (Status.FAILED, "DAILY_LIMIT_EXCEEDED")
-    OperatorService(harness.transfers).void(stuck.request_id, "alice", "customer asked")
+    OperatorService(harness.deps, harness.settle).void(stuck.request_id, "alice", "customer asked")
     shown = {(u.asset, u.direction): u for u in harness.limits.today(1)}
     assert (shown[("USDT", Direction.FUNDING_TO_SPOT)].used, shown[("USDT", Direction.FUNDING_TO_SPOT)].remaining) == (
         0,
         100 * UNIT,
     )
-    assert harness.transfers.submit(harness.command(1, 30 * UNIT)).transfer.status == Status.PENDING
+    assert harness.submit.transfer(harness.command(1, 30 * UNIT)).transfer.status == Status.PENDING
 
 
 def test_an_interrupted_override_is_completed_by_the_next_one(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.fund(1)
-    assert harness.transfers.submit(harness.command(1, 10 * UNIT)).transfer.status == Status.PENDING  # opens at default
+    assert harness.submit.transfer(harness.command(1, 10 * UNIT)).transfer.status == Status.PENDING  # opens at default
     # The operator's process dies after recording version 1, before the ledger heard of it.
     monkeypatch.setattr(harness.limits, "apply_today", lambda *_: None)
     harness.limits.set_override(1, "USDT", "funding_to_spot", "50", "operator:a", "first")
@@ -134,7 +134,7 @@ def test_a_refusal_stands_when_the_remaining_allowance_cannot_be_read(
 
     monkeypatch.setattr(harness.limits, "remaining_of", down)
     with pytest.raises(DailyLimitExceeded) as refused:
-        harness.transfers.submit(harness.command(1, 2 * UNIT))
+        harness.submit.transfer(harness.command(1, 2 * UNIT))
     assert set(refused.value.details) == {"request_id", "asset", "direction"}
     failed = harness.store.get(int(refused.value.details["request_id"]))
     assert failed is not None and failed.failure_reason == "DAILY_LIMIT_EXCEEDED"

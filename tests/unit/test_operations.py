@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from app.domain.errors import InsufficientBalance
 from app.domain.transfer import SETTLEMENT, AccountType, FailureReason, Outcome, Status
 from app.ports.bus import EngineResult
 from app.ports.ledger import LedgerState
 from app.services.operations import NotPending, OperatorService, ReasonRequired
-from app.services.transfers import InsufficientBalance
 from tests.conftest import record_move
 from tests.support.inprocess_bus import deliver_queued
 from tests.support.ledger_moves import void_lock
@@ -21,12 +21,12 @@ UNIT = 10**8
 
 @pytest.fixture
 def operations(harness: Harness) -> OperatorService:
-    return OperatorService(harness.transfers)
+    return OperatorService(harness.deps, harness.settle)
 
 
 def _pending(harness: Harness, units: int = UNIT) -> int:
     harness.fund(1)
-    transfer = harness.transfers.submit(harness.command(1, units)).transfer
+    transfer = harness.submit.transfer(harness.command(1, units)).transfer
     deliver_queued(harness.bus)  # the engine's answer is lost
     return transfer.request_id
 
@@ -93,7 +93,7 @@ def test_reconcile_flags_a_store_that_disagrees_with_the_ledger(harness: Harness
     request_id = _pending(harness)
     transfer = harness.store.get(request_id)
     assert transfer is not None
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     void_lock(harness.ledger, transfer, usdt)  # voided in the ledger ...
     record_move(harness.store, transfer, Status.SUCCESS, reason="corrupt", now=harness.clock())
     [report] = operations.reconcile(request_id=request_id)
@@ -102,9 +102,9 @@ def test_reconcile_flags_a_store_that_disagrees_with_the_ledger(harness: Harness
 
 def test_reconcile_by_user_reports_each_of_their_transfers(harness: Harness, operations: OperatorService) -> None:
     harness.fund(99)
-    pending = harness.transfers.submit(harness.command(99, UNIT)).transfer
+    pending = harness.submit.transfer(harness.command(99, UNIT)).transfer
     deliver_queued(harness.bus)  # stays pending
-    settled = harness.transfers.submit(harness.command(99, UNIT)).transfer
+    settled = harness.submit.transfer(harness.command(99, UNIT)).transfer
     harness.pump()
     reports = {r.transfer.request_id: r for r in operations.reconcile(user_id=99)}
     # Not vacuous: both transfers are there, each beside the ledger state it agrees with.
@@ -119,7 +119,7 @@ def _voided_by_a_dead_actor(harness: Harness, request_id: int) -> None:
     """The ledger voided it, its author died before recording, and the scanner recorded a bare VOIDED."""
     transfer = harness.store.get(request_id)
     assert transfer is not None
-    void_lock(harness.ledger, transfer, harness.transfers.catalog.get("USDT"))
+    void_lock(harness.ledger, transfer, harness.deps.catalog.get("USDT"))
     harness.clock.advance(minutes=5)
     assert harness.recovery.scan()["completed_failed"] == 1
     stored = harness.store.get(request_id)
@@ -150,20 +150,20 @@ def test_an_engine_rejection_arriving_after_the_scanner_keeps_its_reason(
     request_id = _pending(harness)
     _voided_by_a_dead_actor(harness, request_id)  # settlement voided, then died
     rejection = EngineResult(request_id, Outcome.REJECTED, "no liquidity")
-    harness.transfers.apply_result(rejection)
+    harness.settle.apply_result(rejection)
     stored = harness.store.get(request_id)
     assert stored is not None and stored.failure_reason == FailureReason.REJECTED_BY_ENGINE
     reasons = [e.reason for e in harness.store.audit_trail(request_id) if e.actor == SETTLEMENT]
     assert reasons == ["rejected by the engine: no liquidity"]
-    harness.transfers.apply_result(rejection)  # redelivered: recorded once
+    harness.settle.apply_result(rejection)  # redelivered: recorded once
     assert [e.reason for e in harness.store.audit_trail(request_id) if e.actor == SETTLEMENT] == reasons
 
 
 def test_the_losing_known_cause_still_joins_the_audit(harness: Harness, operations: OperatorService) -> None:
     request_id = _pending(harness)
     operations.void(request_id, "alice", "ticket 17")
-    harness.transfers.apply_result(EngineResult(request_id, Outcome.REJECTED, "no liquidity"))
-    harness.transfers.apply_result(EngineResult(request_id, Outcome.REJECTED, "no liquidity"))
+    harness.settle.apply_result(EngineResult(request_id, Outcome.REJECTED, "no liquidity"))
+    harness.settle.apply_result(EngineResult(request_id, Outcome.REJECTED, "no liquidity"))
     stored = harness.store.get(request_id)
     assert stored is not None and stored.failure_reason == FailureReason.VOIDED_BY_OPERATOR
     trail = [(str(e.actor), e.reason) for e in harness.store.audit_trail(request_id)]
@@ -178,7 +178,7 @@ def test_a_rejection_after_a_force_post_is_audited_beside_the_alert(
     request_id = _pending(harness)
     operations.force_post(request_id, "bob", "engine shows it applied")
     for _ in range(2):
-        harness.transfers.apply_result(EngineResult(request_id, Outcome.REJECTED, "account frozen"))
+        harness.settle.apply_result(EngineResult(request_id, Outcome.REJECTED, "account frozen"))
     stored = harness.store.get(request_id)
     assert stored is not None and stored.status == Status.SUCCESS
     assert "settlement_conflict" in caplog.text
@@ -191,7 +191,7 @@ def test_a_rejection_after_a_force_post_is_audited_beside_the_alert(
 def test_void_still_refuses_a_transfer_that_never_held_funds(harness: Harness, operations: OperatorService) -> None:
     harness.fund(1, "1")
     with pytest.raises(InsufficientBalance):
-        harness.transfers.submit(harness.command(1, 5 * UNIT))
+        harness.submit.transfer(harness.command(1, 5 * UNIT))
     [failed] = harness.store.history(1, 10).items
     with pytest.raises(NotPending):
         operations.void(failed.request_id, "alice", "why not")

@@ -9,10 +9,11 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
+from app.domain.ledger_answers import agrees
 from app.domain.transfer import SETTLEMENT, FailureReason, Status
 from app.ports.ledger import LedgerState
 from app.ports.store import StatusChange
-from app.services.reconciliation import ReconciliationPolicy, ReconciliationService, agrees
+from app.services.reconciliation import ReconciliationPolicy, ReconciliationService
 from tests.conftest import make_transfer, random_user_id
 from tests.support.ledger_moves import void_lock
 from tests.unit.harness import Harness
@@ -25,14 +26,14 @@ def _metric(name: str, **labels: str) -> float:
 
 
 def _settled(harness: Harness, user_id: int, units: int) -> int:
-    result = harness.transfers.submit(harness.command(user_id, units))
+    result = harness.submit.transfer(harness.command(user_id, units))
     harness.pump()
     assert harness.reload(result.transfer).status == Status.SUCCESS
     return result.transfer.request_id
 
 
 def _service(harness: Harness) -> ReconciliationService:
-    return ReconciliationService(harness.transfers, ReconciliationPolicy())
+    return ReconciliationService(harness.deps, ReconciliationPolicy())
 
 
 def test_agreeing_settlements_raise_nothing(harness: Harness) -> None:
@@ -52,8 +53,8 @@ def test_a_success_the_ledger_voided_is_reported_with_both_sides(
     user = random_user_id()
     harness.fund(user)
     good = _settled(harness, user, 5 * UNIT)
-    pending = harness.transfers.submit(harness.command(user, 7 * UNIT)).transfer
-    usdt = harness.transfers.catalog.get("USDT")
+    pending = harness.submit.transfer(harness.command(user, 7 * UNIT)).transfer
+    usdt = harness.deps.catalog.get("USDT")
     # The ledger voids it; the store is told success anyway (the bug this job exists to catch).
     void_lock(harness.ledger, pending, usdt)
     told = pending.moved_to(Status.SUCCESS, harness.clock())
@@ -78,7 +79,7 @@ def test_transfers_outside_the_window_or_inside_the_grace_are_not_checked(harnes
     user = random_user_id()
     harness.fund(user)
     _settled(harness, user, 5 * UNIT)
-    service = ReconciliationService(harness.transfers, ReconciliationPolicy())
+    service = ReconciliationService(harness.deps, ReconciliationPolicy())
     # Just settled: inside the grace period.
     service.run_pass()
     assert _metric("internal_transfer_reconcile_checked") == 0
@@ -118,7 +119,7 @@ def test_transfer_outcomes_and_settle_latency_are_counted(harness: Harness) -> N
     settled = _metric("internal_transfer_settle_duration_seconds_count", outcome="success")
     _settled(harness, user, 5 * UNIT)
     with pytest.raises(Exception, match="enough"):
-        harness.transfers.submit(harness.command(user, 500 * UNIT))
+        harness.submit.transfer(harness.command(user, 500 * UNIT))
     assert _metric("internal_transfer_transfers_total", outcome="accepted", failure_reason="") == accepted + 1
     assert _metric("internal_transfer_transfers_total", outcome="success", failure_reason="") == success + 1
     failed = _metric("internal_transfer_transfers_total", outcome="failed", failure_reason="INSUFFICIENT_BALANCE")
@@ -129,7 +130,7 @@ def test_transfer_outcomes_and_settle_latency_are_counted(harness: Harness) -> N
 def test_a_scanner_pass_records_its_time_and_the_backlog(harness: Harness) -> None:
     user = random_user_id()
     harness.fund(user)
-    harness.transfers.submit(harness.command(user, UNIT))  # pending: the engine has not answered
+    harness.submit.transfer(harness.command(user, UNIT))  # pending: the engine has not answered
     harness.clock.advance(minutes=40)
     resent = _metric("internal_transfer_scanner_actions_total", action="resent")
     harness.recovery.scan()
@@ -145,7 +146,7 @@ def test_a_pass_that_hits_its_limit_says_so(harness: Harness, caplog: pytest.Log
     for units in (UNIT, 2 * UNIT):
         _settled(harness, user, units)
     harness.clock.advance(minutes=1)
-    service = ReconciliationService(harness.transfers, ReconciliationPolicy(limit=1))
+    service = ReconciliationService(harness.deps, ReconciliationPolicy(limit=1))
     with caplog.at_level(logging.WARNING, logger="internal_transfer.reconciliation"):
         service.run_pass()
     assert _metric("internal_transfer_reconcile_checked") == 1
@@ -156,12 +157,11 @@ def test_a_batch_whose_legs_are_stored_differently_is_raised(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     from app.domain.batch import BatchCommand
-    from app.services.batches import BatchService
 
     user = random_user_id()
     harness.fund(user)
     command = BatchCommand(user, (harness.command(user, UNIT), harness.command(user, 2 * UNIT)))
-    legs = [leg for leg in BatchService(harness.transfers).submit(command).view.legs if leg is not None]
+    legs = [leg for leg in harness.submit.batch(command).view.legs if leg is not None]
     harness.pump()
     harness.clock.advance(minutes=1)
     assert _service(harness).run_pass() == []

@@ -20,7 +20,7 @@ UNIT = 10**8
 
 def _recorded_only(harness: Harness, user_id: int, units: int) -> Transfer:
     """A transfer whose web process died right after recording it."""
-    transfer = Transfer.new(harness.transfers.ids.next_id(), harness.command(user_id, units), harness.clock())
+    transfer = Transfer.new(harness.deps.ids.next_id(), harness.command(user_id, units), harness.clock())
     harness.store.record_new(transfer)
     return transfer
 
@@ -28,7 +28,7 @@ def _recorded_only(harness: Harness, user_id: int, units: int) -> Transfer:
 def test_completes_a_transfer_whose_process_stopped_after_the_lock(harness: Harness) -> None:
     harness.fund(1)
     transfer = _recorded_only(harness, 1, 40 * UNIT)
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     assert harness.ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.LOCKED
     # ... and the process died here: the store still says `requesting`.
     assert harness.recovery.scan()["locked_sent"] == 1
@@ -54,7 +54,7 @@ def test_fences_then_fails_a_requesting_transfer_that_never_locked(harness: Harn
     failed = harness.reload(transfer)
     assert failed.status == Status.FAILED and failed.failure_reason == "NOT_LOCKED"
     # A stalled web process waking up now can never lock these funds.
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     assert harness.ledger.lock(transfer, usdt, UNLIMITED) == LockOutcome.FENCED
     assert harness.balance(1, AccountType.FUNDING) == (1000 * UNIT, 0)
 
@@ -63,7 +63,7 @@ def test_a_late_lock_racing_the_fence_is_kept_not_failed(harness: Harness) -> No
     harness.fund(1)
     transfer = _recorded_only(harness, 1, UNIT)
     harness.clock.advance(seconds=31)
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     harness.ledger.lock(transfer, usdt, UNLIMITED)  # lands just before the scanner's fence
     assert harness.recovery.scan()["locked_sent"] == 1
     assert harness.reload(transfer).status == Status.PENDING
@@ -71,9 +71,9 @@ def test_a_late_lock_racing_the_fence_is_kept_not_failed(harness: Harness) -> No
 
 def test_pending_resolved_in_the_ledger_is_completed(harness: Harness) -> None:
     harness.fund(1)
-    posted = harness.transfers.submit(harness.command(1, UNIT)).transfer
-    voided = harness.transfers.submit(harness.command(1, UNIT)).transfer
-    usdt = harness.transfers.catalog.get("USDT")
+    posted = harness.submit.transfer(harness.command(1, UNIT)).transfer
+    voided = harness.submit.transfer(harness.command(1, UNIT)).transfer
+    usdt = harness.deps.catalog.get("USDT")
     post_lock(harness.ledger, posted, usdt)  # settlement died before its store update
     void_lock(harness.ledger, voided, usdt)
     actions = harness.recovery.scan()
@@ -87,12 +87,12 @@ def test_pending_resolved_in_the_ledger_is_completed(harness: Harness) -> None:
 
 def test_never_voids_on_its_own_and_resends_unanswered(harness: Harness) -> None:
     harness.fund(1)
-    transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
+    transfer = harness.submit.transfer(harness.command(1, UNIT)).transfer
     deliver_queued(harness.bus)  # the engine never saw it
     harness.clock.advance(hours=3)
     actions = harness.recovery.scan()
     assert actions["resent"] == 1
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     assert harness.ledger.state_of(transfer, usdt) == LedgerState.PENDING
     assert harness.reload(transfer).status == Status.PENDING
     harness.pump()
@@ -107,7 +107,7 @@ def test_alerts_warning_after_30_minutes_and_critical_after_2_hours(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     harness.fund(1)
-    transfer = harness.transfers.submit(harness.command(1, UNIT)).transfer
+    transfer = harness.submit.transfer(harness.command(1, UNIT)).transfer
     deliver_queued(harness.bus)
     caplog.set_level(logging.INFO)
     harness.clock.advance(minutes=29)
@@ -134,7 +134,7 @@ def test_pending_without_a_lock_is_a_critical_mismatch(harness: Harness, caplog:
 
 def test_scan_logs_one_structured_line(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     harness.fund(1)
-    harness.transfers.submit(harness.command(1, UNIT))
+    harness.submit.transfer(harness.command(1, UNIT))
     caplog.set_level(logging.INFO, logger="internal_transfer.scanner")
     harness.recovery.scan()
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "internal_transfer.scanner"]
@@ -146,10 +146,10 @@ def test_two_scanners_at_once_do_no_harm(harness: Harness) -> None:
 
     harness.fund(1)
     transfers = [_recorded_only(harness, 1, UNIT) for _ in range(5)]
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     for transfer in transfers:
         harness.ledger.lock(transfer, usdt, UNLIMITED)
-    other = RecoveryService(harness.transfers)
+    other = RecoveryService(harness.deps, harness.settle)
     harness.recovery.scan()
     other.scan()
     harness.pump()
@@ -165,7 +165,7 @@ def test_one_transfer_it_cannot_handle_does_not_hide_the_rest(
     harness.fund(1)
     broken = _recorded_only(harness, 1, UNIT)
     fine = _recorded_only(harness, 1, UNIT)
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     harness.ledger.lock(fine, usdt, UNLIMITED)
     real_state_of = harness.ledger.state_of
 
@@ -186,10 +186,10 @@ def test_passes_continue_where_the_last_one_stopped(harness: Harness) -> None:
 
     harness.fund(1)
     transfers = [_recorded_only(harness, 1, UNIT) for _ in range(5)]
-    usdt = harness.transfers.catalog.get("USDT")
+    usdt = harness.deps.catalog.get("USDT")
     for transfer in transfers:
         harness.ledger.lock(transfer, usdt, UNLIMITED)
-    small = RecoveryService(harness.transfers, RecoveryPolicy(batch_size=2))
+    small = RecoveryService(harness.deps, harness.settle, RecoveryPolicy(batch_size=2))
     for _ in range(3):
         small.scan()
     assert all(harness.reload(t).status == Status.PENDING for t in transfers)
@@ -199,14 +199,14 @@ def test_a_round_ends_even_while_new_transfers_keep_arriving(harness: Harness) -
     from app.services.recovery import RecoveryPolicy, RecoveryService
 
     harness.fund(1, "100000")
-    old = [harness.transfers.submit(harness.command(1, UNIT)).transfer for _ in range(5)]
+    old = [harness.submit.transfer(harness.command(1, UNIT)).transfer for _ in range(5)]
     deliver_queued(harness.bus)  # the engine lost them all
-    small = RecoveryService(harness.transfers, RecoveryPolicy(batch_size=2))
+    small = RecoveryService(harness.deps, harness.settle, RecoveryPolicy(batch_size=2))
     resent: list[int] = []
     for _ in range(12):
         # More new open transfers every pass than one page holds.
         for _ in range(3):
-            harness.transfers.submit(harness.command(1, UNIT))
+            harness.submit.transfer(harness.command(1, UNIT))
         harness.clock.advance(seconds=31)
         small.scan()
         deliver_queued(harness.bus, lambda requests: resent.extend(r.request_id for r in requests))
