@@ -15,8 +15,9 @@ from cassandra.query import PreparedStatement
 
 from app.adapters.cassandra_store import CassandraTransferStore
 from app.domain.ids import EPOCH_MS
+from app.domain.worker_leases import FREE, Lease, LeaseRecord, LeaseTerms, candidate_order, next_mark
 from app.ports.errors import DependencyUnavailable
-from app.ports.worker_ids import FREE, Lease, LeaseRecord, LeaseTerms, WorkerIdLeases, candidate_order, next_mark
+from app.ports.worker_ids import WorkerIdLeases
 
 _COLUMNS = "worker_id, holder, issued_until_ms, expires_at_ms"
 # LWTs one acquire may spend before it reports that no id is free: enough to

@@ -13,7 +13,8 @@ import threading
 
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.ids import EPOCH_MS
-from app.ports.worker_ids import FREE, Lease, LeaseRecord, LeaseTerms, WorkerIdLeases, candidate_order, next_mark
+from app.domain.worker_leases import FREE, Lease, LeaseRecord, LeaseTerms, candidate_order, next_mark
+from app.ports.worker_ids import WorkerIdLeases
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS worker_id_leases (

@@ -40,10 +40,11 @@ from app.domain.errors import (
     UnsupportedAsset,
     ValidationFailed,
 )
+from app.domain.ids import IDEMPOTENCY_KEY_PATTERN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY_PATTERN}$"}
 
 
 def _apidoc(func: Any) -> dict[str, Any]:
@@ -62,7 +63,7 @@ AMOUNT_ERRORS: tuple[type[DomainError], ...] = (
     AmountTooSmall,
     AmountTooLarge,
 )
-# Moving funds between the caller's own accounts, alone or in a batch (app/services/transfers.py
+# Moving funds between the caller's own accounts, alone or in a batch (app/services/submit.py
 # build_command, the lock and its daily quota), rate-limited per user (app/api/rate_limits.py).
 TRANSFER_ERRORS: tuple[type[DomainError], ...] = (
     *AMOUNT_ERRORS,

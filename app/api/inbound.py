@@ -17,7 +17,6 @@ installs the guard):
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +29,7 @@ from app.api.auth import authenticate, authorize_operator
 from app.api.errors import PayloadTooLarge, UnsupportedMediaType
 from app.bootstrap import Container
 from app.domain.errors import ValidationFailed
+from app.domain.ids import IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from app.observability.context import request_id_var, trace_id_from_header, trace_id_var
 from app.observability.metrics import HTTP_REQUEST_SECONDS, exposition
 
@@ -48,9 +48,6 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_NUMBER_CHARS = 40
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-# fullmatch, not match with `$`: `$` also matches before a final newline.
-_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def container() -> Container:
@@ -77,8 +74,8 @@ def idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise ValidationFailed("Idempotency-Key must be 1 to 64 characters of [A-Za-z0-9_-]")
+    if not is_idempotency_key(key):
+        raise ValidationFailed(IDEMPOTENCY_KEY_RULE)
     return key
 
 

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.errors import ValidationFailed
+from app.domain.ids import IDEMPOTENCY_KEY_RULE, is_idempotency_key
 
 MAX_REASON_LENGTH = 500
-# The same rule as the HTTP header's: a key the CLI takes, the API takes too.
-_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
 def check_idempotency_key(key: object) -> str:
     if not key:
         raise ValidationFailed("an Idempotency-Key is required for every deposit", field="Idempotency-Key")
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise ValidationFailed("Idempotency-Key must be 1 to 64 characters of [A-Za-z0-9_-]", field="Idempotency-Key")
+    if not is_idempotency_key(key):
+        raise ValidationFailed(IDEMPOTENCY_KEY_RULE, field="Idempotency-Key")
+    assert isinstance(key, str)
     return key
 
 

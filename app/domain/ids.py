@@ -13,6 +13,10 @@ WORKER_BITS = 10
 SEQUENCE_BITS = 12
 MAX_WORKER_ID = (1 << WORKER_BITS) - 1
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+# What an Idempotency-Key may be, wherever it comes from (an HTTP header, the CLI): one rule, one home.
+IDEMPOTENCY_KEY_PATTERN = "[A-Za-z0-9_-]{1,64}"
+IDEMPOTENCY_KEY_RULE = "Idempotency-Key must be 1 to 64 characters of [A-Za-z0-9_-]"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN, re.ASCII)
 
 
 MAX_BLOCK = 1 << SEQUENCE_BITS  # the ids of one worker in one millisecond
@@ -142,3 +146,8 @@ def id_field(message: Mapping[str, object], name: str) -> int:
         return parse_canonical_id(value)
     except ValueError as exc:
         raise ValueError(f"{name} must be a decimal string, not {type(value).__name__} ({exc})") from None
+
+
+def is_idempotency_key(text: object) -> bool:
+    # fullmatch, not match with `$`: `$` also matches before a final newline.
+    return isinstance(text, str) and _IDEMPOTENCY_KEY.fullmatch(text) is not None

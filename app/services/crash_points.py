@@ -20,7 +20,7 @@ POINTS = (
     "before_offset_commit",
     # Between a status write (its event in the outbox) and the event's publish.
     "before_event_publish",
-    # The batch path (app/services/batches.py).
+    # The batch path (app/services/submit.py).
     "after_batch_record",
     "after_batch_lock",
 )

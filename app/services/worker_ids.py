@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.domain.ids import MAX_WORKER_ID, IdWindowClosed, SnowflakeGenerator
+from app.domain.worker_leases import Lease, LeaseTerms
 from app.ports.errors import DependencyUnavailable
-from app.ports.worker_ids import Lease, LeaseTerms, WorkerIdLeases
+from app.ports.worker_ids import WorkerIdLeases
 
 log = logging.getLogger(__name__)
 

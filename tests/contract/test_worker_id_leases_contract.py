@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.ports.worker_ids import Lease, LeaseTerms, WorkerIdLeases
+from app.domain.worker_leases import Lease, LeaseTerms
+from app.ports.worker_ids import WorkerIdLeases
 from tests.support.fake_worker_ids import FakeWorkerIdLeases
 
 TERMS = LeaseTerms(lease_ms=30_000, max_clock_skew_ms=5_000)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 
 from app.domain.ids import EPOCH_MS
+from app.domain.worker_leases import FREE, Lease, LeaseRecord, LeaseTerms, candidate_order, next_mark
 from app.ports.errors import DependencyUnavailable
-from app.ports.worker_ids import FREE, Lease, LeaseRecord, LeaseTerms, WorkerIdLeases, candidate_order, next_mark
+from app.ports.worker_ids import WorkerIdLeases
 
 
 class FakeWorkerIdLeases(WorkerIdLeases):

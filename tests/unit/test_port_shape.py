@@ -71,3 +71,11 @@ def test_services_take_the_narrow_ports() -> None:
             if isinstance(node, ast.ImportFrom) and node.module in ("app.ports.store", "app.ports.ledger"):
                 offenders += [f"{path.name}: {alias.name}" for alias in node.names if alias.name in COMPOSITES]
     assert offenders == []
+
+
+def test_ports_define_no_functions() -> None:
+    functions = []
+    for path in sorted((PROJECT_ROOT / "app" / "ports").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        functions += [f"{path.name}: {node.name}" for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert functions == []

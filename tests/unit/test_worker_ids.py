@@ -10,8 +10,8 @@ import pytest
 from app.bootstrap import build
 from app.config import Settings
 from app.domain.ids import timestamp_ms_of
+from app.domain.worker_leases import FREE, Lease, LeaseTerms
 from app.ports.errors import DependencyUnavailable
-from app.ports.worker_ids import FREE, Lease, LeaseTerms
 from app.services.worker_ids import LeasedIdGenerator, LeaseTiming
 from tests.support.fake_worker_ids import FakeWorkerIdLeases
 
