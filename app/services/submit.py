@@ -448,6 +448,4 @@ class _Batch:
             if fenced is None:
                 raise RuntimeError(f"batch {batch.batch_id} vanished from the store")
             return fenced
-        for before, after in zip(legs, recorded, strict=True):
-            observe.reached(before, after, str(API))
-        return BatchView(batch, list(recorded))
+        return BatchView(batch, list[Transfer | None](recorded))
