@@ -184,10 +184,19 @@ class BoundedJsonParser(FlaskParser):
 
 
 def install(app: Flask) -> None:
-    """The size limit, for every route, before anything else runs."""
+    """The size limit, for every route, before anything else runs; a Retry-After of at least 1 after everything."""
     # Werkzeug refuses to read past this (413), which also bounds a chunked body with no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.before_request(check_declared_size)
+    # Registered first, so it runs last (Flask runs after_request hooks in reverse order).
+    app.after_request(retry_after_at_least_one)
+
+
+def retry_after_at_least_one(response: Response) -> Response:
+    """Flask-Limiter rewrites a 429's Retry-After rounded down: within a second of the window's end it said 0."""
+    if response.status_code == 429 and int(response.headers.get("Retry-After", "1")) < 1:
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 TRACE_HEADER = "X-Request-Id"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,23 @@ def test_the_openapi_spec_has_the_limits_routes_and_the_new_answers(limited_app:
     assert "429" in post and "DAILY_LIMIT_EXCEEDED" in post["422"]["description"]
     usage = spec["components"]["schemas"]["LimitUsage"]["properties"]
     assert set(usage) == {"asset", "direction", "limit", "used", "remaining"}
+
+
+def test_retry_after_is_never_zero_whatever_the_clock_reads(
+    limited_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Flask-Limiter writes its own Retry-After after ours, rounded down: a
+    # refusal less than a second before the window resets told the client to
+    # retry after 0 seconds (seen once in CI). A stepped clock lands there.
+    client: FlaskClient = limited_app.test_client()
+    deposit(client, 44, "100")
+    clock = [float(int(time.time())) + 0.5]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    refused = []
+    for _ in range(12):
+        answer = client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(44))
+        if answer.status_code == 429:
+            refused.append(int(answer.headers["Retry-After"]))
+        clock[0] += 0.15
+    assert len(refused) >= 3
+    assert min(refused) >= 1, refused
