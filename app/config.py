@@ -171,8 +171,9 @@ class Settings:
     # master's are in their own settings below), bound to this address.
     metrics_port: int | None = field(default_factory=lambda: _optional_int("METRICS_PORT"))
     metrics_addr: str = field(default_factory=lambda: _env("METRICS_ADDR", "127.0.0.1"))
-    # False keeps /metrics off the web's public listener (WEB_METRICS_PORT serves it).
-    metrics_on_web: bool = field(default_factory=lambda: _flag("METRICS_ON_WEB", True))
+    # /metrics on the web's own (public) listener too; by default only
+    # WEB_METRICS_PORT serves it: it tells anyone volumes and failure reasons.
+    metrics_on_web: bool = field(default_factory=lambda: _flag("METRICS_ON_WEB", False))
     # Set (by gunicorn.conf.py) when several processes share one set of metrics files.
     prometheus_multiproc_dir: str | None = field(default_factory=lambda: _optional(METRICS_DIR_VARIABLE))
 

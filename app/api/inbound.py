@@ -216,6 +216,8 @@ def install_trace_and_metrics(app: Flask, *, metrics_on_web: bool, multiproc_dir
         g.trace_token = trace_id_var.set(trace_id)
         g.request_token = request_id_var.set(None)
 
+    routed_methods: set[str] = set()
+
     @app.after_request
     def _end(response: Response) -> Response:
         trace_id = g.get("trace_id")
@@ -223,9 +225,13 @@ def install_trace_and_metrics(app: Flask, *, metrics_on_web: bool, multiproc_dir
             response.headers[TRACE_HEADER] = trace_id
         started = g.get("started")
         if started is not None:
+            if not routed_methods:
+                # Read once routing is complete; gunicorn accepts any 3-20 letter
+                # method, and each raw one would be new series in every worker.
+                routed_methods.update(m for rule in app.url_map.iter_rules() for m in rule.methods or ())
             rule = request.url_rule
             HTTP_REQUEST_SECONDS.labels(
-                method=request.method,
+                method=request.method if request.method in routed_methods else "OTHER",
                 route=rule.rule if rule is not None else "unmatched",
                 status=str(response.status_code),
             ).observe(time.perf_counter() - started)
@@ -240,8 +246,8 @@ def install_trace_and_metrics(app: Flask, *, metrics_on_web: bool, multiproc_dir
                 var.reset(token)
 
     if metrics_on_web:
-        # No user token: Prometheus scrapes it. Keep it off the public
-        # listener with METRICS_ON_WEB=0 and WEB_METRICS_PORT (docs/runbook.md).
+        # No user token: only where a deployment asks for it (METRICS_ON_WEB=1);
+        # by default the master's WEB_METRICS_PORT serves them (docs/runbook.md).
         def _metrics() -> Response:
             body, content_type = exposition(multiproc_dir)
             return Response(body, mimetype=None, content_type=content_type)

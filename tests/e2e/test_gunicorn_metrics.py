@@ -29,8 +29,13 @@ def test_a_dead_workers_live_gauges_go_and_its_counts_stay(tmp_path: Path) -> No
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")
-    port = free_port()
-    env = service_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), SCANNER_INTERVAL_SECONDS="0.2")
+    port, metrics_port = free_port(), free_port()
+    env = service_env(
+        tmp_path,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        SCANNER_INTERVAL_SECONDS="0.2",
+        WEB_METRICS_PORT=str(metrics_port),
+    )
     web = gunicorn(port, env, tmp_path).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -48,7 +53,7 @@ def test_a_dead_workers_live_gauges_go_and_its_counts_stay(tmp_path: Path) -> No
         assert list(metrics_dir.glob(f"gauge_live*_{worker}.db")) == []
         # Counters and histograms of the dead worker still count.
         assert (metrics_dir / f"histogram_{worker}.db").exists()
-        body = requests.get(f"{base_url}/metrics", timeout=10).text
+        body = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         count = 'internal_transfer_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}'
         assert any(line.startswith(count) and float(line.split()[-1]) >= 1 for line in body.splitlines())
     finally:

@@ -221,17 +221,16 @@ def sample_value(exposition: str, prefix: str) -> float:
     return sum(values)
 
 
-def test_metrics_on_web_add_up_both_gunicorn_workers_and_the_worker_serves_its_own(
-    stack: Stack, journey: Journey
-) -> None:
+def test_web_metrics_add_up_both_gunicorn_workers_and_the_worker_serves_its_own(stack: Stack, journey: Journey) -> None:
+    # The master's own port serves them; the public listener does not (METRICS_ON_WEB is off).
+    assert requests.get(f"{stack.base_url}/metrics", timeout=10).status_code == 404
+    web_metrics = f"http://127.0.0.1:{stack.web_metrics_port}/metrics"
     route = 'internal_transfer_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}'
-    before = (
-        sample_value(scrape(f"{stack.base_url}/metrics"), route) if route in scrape(f"{stack.base_url}/metrics") else 0
-    )
+    before = sample_value(scrape(web_metrics), route) if route in scrape(web_metrics) else 0
     for _ in range(20):
         # A new connection each: gunicorn hands them to either worker.
         requests.get(f"{stack.base_url}/healthz", headers={"Connection": "close"}, timeout=10)
-    web = scrape(f"{stack.base_url}/metrics")
+    web = scrape(web_metrics)
     assert sample_value(web, route) == before + 20
     for name in (
         'internal_transfer_transfers_total{failure_reason="",outcome="accepted"}',
@@ -274,7 +273,7 @@ def test_a_real_prometheus_fires_the_stuck_and_scanner_alerts_and_answers_every_
         tmp_path / "prometheus",
         rule_files=[RULES / "alerts.yml", thresholds],
         targets={
-            "internal-transfer-web": [f"127.0.0.1:{stack.port}"],
+            "internal-transfer-web": [f"127.0.0.1:{stack.web_metrics_port}"],
             "internal-transfer-worker": [f"127.0.0.1:{stack.worker_metrics_port}"],
             "internal-transfer-engine": [f"127.0.0.1:{stack.engine_metrics_port}"],
         },

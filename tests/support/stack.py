@@ -42,7 +42,8 @@ class Stack:
     keyspace: str = field(default_factory=lambda: f"it_e2e_{uuid.uuid4().hex[:10]}")
     topic_prefix: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:10]}-")
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
-    # The worker's and the engine's own /metrics ports (the web's are on `port`).
+    # The /metrics ports: the gunicorn master's (WEB_METRICS_PORT), the worker's and the engine's.
+    web_metrics_port: int = field(default_factory=free_port)
     worker_metrics_port: int = field(default_factory=free_port)
     engine_metrics_port: int = field(default_factory=free_port)
 
@@ -73,6 +74,7 @@ class Stack:
             LOG_LEVEL="INFO",
             # These runs drive many transfers per user on purpose; the rate limit has tests of its own.
             TRANSFER_RATE_LIMIT="1000000 per second",
+            WEB_METRICS_PORT=str(self.web_metrics_port),
             METRICS_PORT=str(self.worker_metrics_port),
             ENGINE_METRICS_PORT=str(self.engine_metrics_port),
         )

@@ -70,7 +70,7 @@ def test_the_defaults_of_the_moved_variables(monkeypatch: pytest.MonkeyPatch) ->
     settings = Settings()
     assert (settings.reconcile_interval_seconds, settings.health_interval_seconds) == (300, 10)
     assert (settings.log_as_text, settings.log_level) == (False, "INFO")
-    assert (settings.metrics_port, settings.metrics_addr, settings.metrics_on_web) == (None, "127.0.0.1", True)
+    assert (settings.metrics_port, settings.metrics_addr, settings.metrics_on_web) == (None, "127.0.0.1", False)
     assert settings.prometheus_multiproc_dir is None and settings.cassandra_replication is None
 
 
