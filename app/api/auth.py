@@ -150,18 +150,17 @@ def checked_principal() -> Principal | None:
     return principal
 
 
-# Called by app/api/blueprint.py before any input is parsed (issue 9).
-def authenticate() -> Principal:
-    """Check the bearer token and remember the caller for current_principal()."""
-    g.principal = _principal_from_request()
-    return g.principal  # type: ignore[no-any-return]
+# Called by the blueprints' guard (app/api/inbound.py) before any input is parsed.
+def authorize(role: str) -> Principal:
+    """Check the bearer token, refuse any role but `role`, and remember the caller for current_principal().
 
-
-def authorize_operator() -> Principal:
-    """authenticate(), and refuse anyone but an operator."""
+    The roles never overlap: an operator token on a user route would act as
+    the user with that number (the id spaces are shared) and be audited as
+    the user; an operator acts through the admin routes, which audit them.
+    """
     principal = _principal_from_request()
-    if not principal.is_operator:
-        raise Forbidden("operator role required")
+    if principal.role != role:
+        raise Forbidden(f"{role} role required")
     g.principal = principal
     return principal
 

@@ -127,7 +127,6 @@ class Blueprint(flask_smorest.Blueprint):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._operator_only = operator_only
         self._public_endpoints = frozenset(public_endpoints)
         self._public = frozenset(f"{self.name}.{endpoint}" for endpoint in public_endpoints)
         self.before_request(inbound.guard(self._public, operator_only))
@@ -145,9 +144,8 @@ class Blueprint(flask_smorest.Blueprint):
         errors: list[type[DomainError]] = list(doc_info.get("errors", []))
         public = bool(doc_info.get("public"))
         if not public:
-            errors += [Unauthenticated, ServiceUnavailable]
-            if self._operator_only:
-                errors.append(PermissionDenied)
+            # PermissionDenied: a token of the other role (app/api/auth.py authorize).
+            errors += [Unauthenticated, PermissionDenied, ServiceUnavailable]
         if method.upper() in inbound.BODY_METHODS:
             errors += [PayloadTooLarge, UnsupportedMediaType, ValidationFailed]
         if doc_info.get("arguments"):

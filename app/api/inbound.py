@@ -25,7 +25,7 @@ from flask import Flask, Response, current_app, g, request
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser
 
-from app.api.auth import authenticate, authorize_operator
+from app.api.auth import OPERATOR_ROLE, USER_ROLE, authorize
 from app.api.errors import PayloadTooLarge, UnsupportedMediaType
 from app.bootstrap import Container
 from app.domain.errors import ValidationFailed
@@ -61,10 +61,7 @@ def guard(public: frozenset[str], operator_only: bool) -> Callable[[], None]:
 
     def check() -> None:
         if request.endpoint not in public:
-            if operator_only:
-                authorize_operator()
-            else:
-                authenticate()
+            authorize(OPERATOR_ROLE if operator_only else USER_ROLE)
         check_media_type()
 
     return check
