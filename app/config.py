@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 DEV_JWT_SECRET = "dev-only-secret-do-not-use-in-production"  # noqa: S105 - public by design, warned about
 DEV_OPERATOR_JWT_SECRET = "dev-only-operator-secret-do-not-use-in-production"  # noqa: S105 - as above
+PUBLIC_DEV_SECRETS = frozenset({DEV_JWT_SECRET, DEV_OPERATOR_JWT_SECRET})
 MIN_SECRET_LENGTH = 32
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # prometheus-client reads this one itself, once, when first imported.
@@ -79,7 +80,10 @@ def redact_url(url: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """True for an address only this machine can reach (a unix socket counts)."""
+    """True for an address only this machine can reach.
+
+    A unix socket does not count: a proxy in front of one serves anyone.
+    """
     host = host.strip("[]")
     if host == "localhost":
         return True
@@ -91,8 +95,8 @@ def is_loopback(host: str) -> bool:
 
 def listen_host(address: str) -> str:
     """The host part of a gunicorn-style bind: `host:port`, `[v6]:port`, `unix:path`, or a bare host."""
-    if address.startswith("unix:"):
-        return "localhost"
+    if address.startswith("unix:") or "://" in address:
+        return address  # a unix socket, or gunicorn's fd://: never loopback
     if address.startswith("["):
         return address[1 : address.index("]")]
     if address.count(":") == 1:
@@ -238,6 +242,8 @@ class Settings:
                     raise RuntimeError(f"{name} must be set: users and operators need a key each")
                 if len(value) < MIN_SECRET_LENGTH:
                     raise RuntimeError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+                if value in PUBLIC_DEV_SECRETS:
+                    raise RuntimeError(f"{name} is one of the public development secrets: anyone could mint tokens")
             if self.jwt_secret == self.operator_jwt_secret:
                 raise RuntimeError("OPERATOR_JWT_SECRET must differ from JWT_SECRET")
             if self.jwt_max_ttl_seconds <= 0:

@@ -8,6 +8,8 @@ depends on the app, never the reverse.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response
 
 from app.api import docs_assets
@@ -89,8 +91,7 @@ def refuse_requests_beyond_loopback(app: Flask, settings: Settings) -> None:
 
     Anyone can mint an operator token with those secrets. gunicorn refuses
     such a bind at start (gunicorn.conf.py); this catches any other server
-    (`flask run --host 0.0.0.0`): both gunicorn and werkzeug put the address
-    the listener is bound to in SERVER_NAME.
+    (`flask run --host 0.0.0.0`), by the address each connection arrived on.
     """
     from flask import request
 
@@ -100,7 +101,24 @@ def refuse_requests_beyond_loopback(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _loopback_only() -> Response | None:
         try:
-            settings.check_listen_addresses([request.environ.get("SERVER_NAME", "")])
+            settings.check_listen_addresses([listener_address(request.environ)])
         except RuntimeError as exc:
             return error_response(PermissionDenied(str(exc)))
         return None
+
+
+def listener_address(environ: dict[str, Any]) -> str:
+    """The address the request's connection arrived on, from the connection itself.
+
+    Not SERVER_NAME: on a unix socket gunicorn builds it from the client's
+    Host header. A server that does not hand over its connection (gunicorn
+    and werkzeug do) gets "", which is not loopback.
+    """
+    connection = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if connection is None:
+        return ""
+    local = connection.getsockname()
+    if isinstance(local, tuple):
+        return str(local[0])
+    name = local.decode(errors="replace") if isinstance(local, bytes) else str(local)
+    return f"unix:{name}"

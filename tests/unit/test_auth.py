@@ -126,13 +126,17 @@ def test_the_dev_secrets_differ_per_role() -> None:
     assert user_key == DEV_JWT_SECRET and operator_key != user_key
 
 
-@pytest.mark.parametrize("bind", ["0.0.0.0:8000", "[::]:8000", "10.1.2.3:80", "example.org:80", "0.0.0.0"])  # noqa: S104
+@pytest.mark.parametrize(
+    "bind",
+    # A unix socket (or an inherited fd) is as public as the proxy in front of it.
+    ["0.0.0.0:8000", "[::]:8000", "10.1.2.3:80", "example.org:80", "0.0.0.0", "unix:/run/web.sock", "fd://3"],  # noqa: S104
+)
 def test_the_dev_secrets_refuse_a_public_listener(bind: str) -> None:
     with pytest.raises(RuntimeError, match="refusing to listen"):
         embedded().check_listen_addresses(["127.0.0.1:8000", bind])
 
 
-@pytest.mark.parametrize("bind", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "127.0.0.2", "unix:/tmp/s"])
+@pytest.mark.parametrize("bind", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "127.0.0.2"])
 def test_the_dev_secrets_allow_loopback(bind: str) -> None:
     embedded().check_listen_addresses([bind])
 
