@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import jwt
 import pytest
 from flask.testing import FlaskClient
 
+from app.api.health import READINESS_CACHE_SECONDS
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import bearer, deposit, transfer_body
 
@@ -288,5 +290,28 @@ def test_health_readiness_and_openapi(client: FlaskClient, app: Any) -> None:
         raise DependencyUnavailable("store", "no hosts")
 
     app.extensions["internal_transfer"].store.ping = down
+    time.sleep(READINESS_CACHE_SECONDS + 0.1)  # the last answer is reused for this long
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json["down"] == ["store"]
+
+
+def test_a_flood_of_readiness_probes_costs_the_backends_a_few_pings(client: FlaskClient, app: Any) -> None:
+    # No token and no rate limit: each probe used to ping every backend, with waits of up to 2 s.
+    services = app.extensions["internal_transfer"]
+    pings: Counter[str] = Counter()
+    for name in ("store", "ledger", "bus"):
+        backend = getattr(services, name)
+        monkeypatched = backend.ping
+
+        def counted(name: str = name, ping: Any = monkeypatched) -> None:
+            pings[name] += 1
+            ping()
+
+        backend.ping = counted
+    started = time.monotonic()
+    answers = Counter(client.get("/readyz").status_code for _ in range(1000))
+    elapsed = time.monotonic() - started
+    assert answers == {200: 1000}
+    most = int(elapsed / READINESS_CACHE_SECONDS) + 2
+    assert set(pings) == {"store", "ledger", "bus"}
+    assert max(pings.values()) <= most, (pings, elapsed)
