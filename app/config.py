@@ -167,6 +167,9 @@ class Settings:
     transfer_rate_limit: str = field(
         default_factory=lambda: _env("TRANSFER_RATE_LIMIT", "10 per second;120 per minute")
     )
+    # Per-caller rate of every authenticated GET (each route its own budget):
+    # a history page reads index rows and records, so reads are not free.
+    read_rate_limit: str = field(default_factory=lambda: _env("READ_RATE_LIMIT", "20 per second;600 per minute"))
     ratelimit_storage_uri: str = field(default_factory=lambda: _env("RATELIMIT_STORAGE_URI", "memory://"))
     # "text" for readable lines locally; anything else is one JSON object per line.
     log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "json").lower())

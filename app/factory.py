@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs_assets.blp)
-    install_rate_limits(app, settings.ratelimit_storage_uri, settings.transfer_rate_limit)
+    install_rate_limits(app, settings.ratelimit_storage_uri, settings.transfer_rate_limit, settings.read_rate_limit)
     register_error_handlers(app)
 
     if settings.uses_dev_secrets:

@@ -169,10 +169,11 @@ def rate_limit_key() -> str:
     """Whose budget a request spends (app/api/rate_limits.py): its user's, else its address's."""
     # The guard of the transfer blueprint has verified the token by now; a
     # JWT check costs more than the rest of the limiter, so it is not repeated.
+    # By role and id: operator 7 and user 7 are different callers with budgets of their own.
     checked = checked_principal()
     if checked is not None:
-        return f"user:{checked.user_id}"
+        return checked.name
     try:
-        return f"user:{_principal_from_request().user_id}"
+        return _principal_from_request().name
     except DomainError:
         return f"anonymous:{request.remote_addr or 'unknown'}"

@@ -132,6 +132,10 @@ class Blueprint(flask_smorest.Blueprint):
         self.before_request(inbound.guard(self._public, operator_only))
         self._prepare_doc_cbks.append(self._prepare_errors_doc)
 
+    def is_public(self, endpoint: str) -> bool:
+        """Whether `endpoint` (qualified by this blueprint's name) answers without a token."""
+        return endpoint in self._public
+
     def _store_endpoint_docs(self, endpoint: str, obj: Any, parameters: Any, tags: Any, **options: Any) -> None:
         super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
         for method_doc in self._docs[endpoint].values():
@@ -146,6 +150,8 @@ class Blueprint(flask_smorest.Blueprint):
         if not public:
             # PermissionDenied: a token of the other role (app/api/auth.py authorize).
             errors += [Unauthenticated, PermissionDenied, ServiceUnavailable]
+            if method.upper() == "GET":
+                errors.append(RateLimited)  # app/api/rate_limits.py: every authenticated read
         if method.upper() in inbound.BODY_METHODS:
             errors += [PayloadTooLarge, UnsupportedMediaType, ValidationFailed]
         if doc_info.get("arguments"):

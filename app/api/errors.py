@@ -70,7 +70,7 @@ class HeadersTooLarge(DomainError):
 
 
 class RateLimited(DomainError):
-    """Too many transfer requests from one user; retry after `Retry-After` seconds (app/api/rate_limits.py)."""
+    """Too many requests from one caller to one route; retry after `Retry-After` seconds (app/api/rate_limits.py)."""
 
     code = "RATE_LIMITED"
 

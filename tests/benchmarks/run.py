@@ -267,6 +267,7 @@ class ServiceStack:
             GUNICORN_THREADS="8",
             # The load sends several transfers per user per second: never refused, the limiter's cost still counted.
             TRANSFER_RATE_LIMIT="1000000 per second",
+            READ_RATE_LIMIT="1000000 per second",
             PATH=f"{venv_bin(self.options.service_dir)}{os.pathsep}{os.environ.get('PATH', '')}",
             XDG_RUNTIME_DIR=str(runtime_dir(self.log_dir)),
         )

@@ -35,6 +35,7 @@ def batch_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]
         scanner_interval_seconds=0.5,
         # The race below sends many requests of one user at once; rate limits have their own tests.
         transfer_rate_limit="1000000 per second",
+        read_rate_limit="1000000 per second",
     )
     ledger = request.getfixturevalue("tigerbeetle_ledger") if request.param == "tigerbeetle" else None
     flask_app = create_app(container=build(settings, ledger=ledger))

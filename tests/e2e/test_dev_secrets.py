@@ -99,7 +99,8 @@ def test_the_public_development_strings_are_refused_as_configured_secrets(tmp_pa
         store_url=f"sqlite:///{tmp_path}/store.db",
         ledger_url=f"embedded:///{tmp_path}/ledger.db",
         bus_url="inprocess://",
-        **own,
+        jwt_secret=own["jwt_secret"],
+        operator_jwt_secret=own["operator_jwt_secret"],
     )
     with pytest.raises(RuntimeError, match="public development"):
         create_app(settings)

@@ -73,6 +73,7 @@ class RunningService:
 def start_service(tmp_path: Path, **env: str) -> RunningService:
     # The races here send dozens of one user's requests at once; rate limits have their own tests.
     env.setdefault("TRANSFER_RATE_LIMIT", "1000000 per second")
+    env.setdefault("READ_RATE_LIMIT", "1000000 per second")
     port = free_port()
     process = gunicorn(
         port,

@@ -33,6 +33,7 @@ def limits_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask
         scanner_interval_seconds=0.5,
         # The race below sends 24 requests of one user at once; rate limits have their own tests.
         transfer_rate_limit="1000000 per second",
+        read_rate_limit="1000000 per second",
     )
     ledger = request.getfixturevalue("tigerbeetle_ledger") if request.param == "tigerbeetle" else None
     flask_app = create_app(container=build(settings, ledger=ledger))

@@ -24,6 +24,7 @@ def limited_app(tmp_path: Path) -> Iterator[Flask]:
         background_workers="off",
         # A burst of 3 within a second, 4 a minute: the fourth or fifth request is refused.
         transfer_rate_limit="3 per second;4 per minute",
+        read_rate_limit="5 per second;6 per minute",
         ratelimit_storage_uri="memory://",
     )
     flask_app = create_app(settings)
@@ -50,7 +51,7 @@ def test_a_user_past_the_rate_gets_429_and_others_are_not_affected(limited_app: 
     assert refused.headers["X-RateLimit-Remaining"] == "0"
     # Another user is not slowed by the first one's burst.
     assert client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(42)).status_code == 202
-    # Only the transfer POST is limited: reads go on.
+    # Reads have budgets of their own: the POST burst leaves them alone.
     assert client.get("/api/v1/user/balances", headers=bearer(41)).status_code == 200
     assert client.get(f"{TRANSFERS}/history", headers=bearer(41)).status_code == 200
 
@@ -100,3 +101,31 @@ def test_retry_after_is_never_zero_whatever_the_clock_reads(
         clock[0] += 0.15
     assert len(refused) >= 3
     assert min(refused) >= 1, refused
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/user/balances", f"{TRANSFERS}/history", "/api/v1/user/limits", f"{TRANSFERS}/122887524536446976"],
+)
+def test_every_authenticated_read_has_a_per_user_rate_with_the_same_429(limited_app: Flask, path: str) -> None:
+    # A history page reads index rows and records: unbounded reads were free.
+    client: FlaskClient = limited_app.test_client()
+    answers = [client.get(path, headers=bearer(45)) for _ in range(8)]
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(refused) >= 2, [a.status_code for a in answers]
+    assert all(a.status_code in (200, 404) for a in answers[:5])
+    body = json_of(refused[0])
+    assert body["error"]["code"] == "RATE_LIMITED" and set(body["error"]) == {"code", "message", "details"}
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    # Another user reads on, and the reader's own transfers are a budget of their own.
+    assert client.get(path, headers=bearer(46)).status_code in (200, 404)
+    deposit(client, 45, "10")
+    assert client.post(TRANSFERS, json=transfer_body("1"), headers=bearer(45)).status_code == 202
+
+
+def test_operator_reads_are_limited_per_operator(limited_app: Flask) -> None:
+    client: FlaskClient = limited_app.test_client()
+    answers = [client.get("/api/v1/admin/transfers/stuck", headers=bearer(1, operator=True)) for _ in range(8)]
+    assert 429 in [a.status_code for a in answers]
+    # The user with the same number has a budget of their own: the roles never share one.
+    assert client.get("/api/v1/user/balances", headers=bearer(1)).status_code == 200

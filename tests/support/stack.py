@@ -74,6 +74,7 @@ class Stack:
             LOG_LEVEL="INFO",
             # These runs drive many transfers per user on purpose; the rate limit has tests of its own.
             TRANSFER_RATE_LIMIT="1000000 per second",
+            READ_RATE_LIMIT="1000000 per second",
             WEB_METRICS_PORT=str(self.web_metrics_port),
             METRICS_PORT=str(self.worker_metrics_port),
             ENGINE_METRICS_PORT=str(self.engine_metrics_port),
