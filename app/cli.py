@@ -21,6 +21,7 @@ from app.api.auth import issue_token, token_policy
 from app.api.presenters import report_view
 from app.api.transfers import transfer_view
 from app.bootstrap import Container
+from app.cli_identity import cli_actor
 from app.domain.errors import DomainError, ValidationFailed
 from app.domain.ids import parse_id
 from app.domain.transfer import Status
@@ -106,13 +107,16 @@ def token(user_id: str, admin: bool, ttl: str) -> None:
 @click.argument("amount")
 @click.option("--idempotency-key", required=True, help="Credit at most once for this key; reuse it to retry.")
 @click.option("--reason", required=True, help="Why; kept in the deposit audit.")
-@click.option("--operator", required=True, help="Who you are; kept in the deposit audit.")
+@click.option(
+    "--operator", required=True, help="Who you are; kept in the deposit audit with the OS user and host this runs as."
+)
 @with_appcontext
 @clean_errors
 def deposit(user_id: str, asset: str, amount: str, idempotency_key: str, reason: str, operator: str) -> None:
     """Credit AMOUNT of ASSET to USER_ID's funding account."""
     uid = _id("user_id", user_id)
-    done = _container().accounts.deposit(uid, asset, amount, idempotency_key, f"operator:{operator}", reason)
+    who = str(cli_actor(operator))
+    done = _container().accounts.deposit(uid, asset, amount, idempotency_key, who, reason)
     click.echo(
         f"deposited {done.asset.format(done.amount)} {done.asset.symbol} to user {uid} (deposit {done.deposit_id})"
     )
@@ -177,13 +181,17 @@ def _operator_action(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @click.argument("request_id")
     @click.option("--reason", required=True, help="Why; recorded in the audit trail.")
-    @click.option("--operator", required=True, help="Who you are; recorded in the audit trail.")
+    @click.option(
+        "--operator",
+        required=True,
+        help="Who you are; recorded in the audit trail with the OS user and host this runs as.",
+    )
     @with_appcontext
     @clean_errors
     def action(request_id: str, reason: str, operator: str) -> None:
         services = _container()
         run = getattr(services.operations, name.replace("-", "_"))
-        done = run(_id("request_id", request_id), operator, reason)
+        done = run(_id("request_id", request_id), cli_actor(operator).name, reason)
         click.echo(json.dumps(transfer_view(done, services.catalog)))
 
     return action

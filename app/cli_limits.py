@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.api.limits import user_limits_view
+from app.cli_identity import cli_actor
 from app.domain.account_model import Direction
 from app.domain.errors import DomainError
 from app.services.limits import LimitService
@@ -34,7 +35,9 @@ def show(user_id: int) -> None:
 @click.argument("direction", type=click.Choice([d.value for d in Direction]))
 @click.argument("limit")
 @click.option("--reason", required=True, help="Why; recorded with the override.")
-@click.option("--operator", required=True, help="Who you are; recorded with the override.")
+@click.option(
+    "--operator", required=True, help="Who you are; recorded with the override, with the OS user and host this runs as."
+)
 def set_limit(user_id: int, asset: str, direction: str, limit: str, reason: str, operator: str) -> None:
     """Override USER_ID's daily LIMIT (whole units, e.g. 2500.5; 0 blocks) for ASSET in DIRECTION.
 
@@ -44,7 +47,7 @@ def set_limit(user_id: int, asset: str, direction: str, limit: str, reason: str,
     """
     service = _service()
     try:
-        override = service.set_override(user_id, asset, direction, limit, f"operator:{operator}", reason)
+        override = service.set_override(user_id, asset, direction, limit, str(cli_actor(operator)), reason)
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
     click.echo(f"override v{override.version} recorded", err=True)

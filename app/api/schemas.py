@@ -160,7 +160,12 @@ class ReconcileQuerySchema(Schema):
 
 class AuditEntrySchema(Schema):
     at = fields.String()
-    actor = fields.String()
+    actor = fields.String(
+        metadata={
+            "description": "who: `api`, `settlement`, `scanner`, `operator:<token subject>` (the admin API), or"
+            " `operator:<name as typed> (cli: <OS user>@<host>)` (the CLI; `#<uid>` when there is no login name)"
+        }
+    )
     from_status = fields.String(allow_none=True)
     to_status = fields.String()
     reason = fields.String()

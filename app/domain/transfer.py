@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import ClassVar
 
 from app.domain.errors import IllegalTransition, NotPending, ValidationFailed
 
@@ -105,10 +107,27 @@ class AuditActor:
     """Who acted, for the audit trail: one of the service's own actors, or a named operator.
 
     Stored and shown as its wire form, `api`, `scanner`, ... or `operator:<name>`.
+    Over HTTP an operator is named by its token's subject (`operator:7`). A CLI
+    action names the operator as typed, with the OS user and host the command
+    ran as: `operator:alice (cli: bob@ops-1)`. Only `cli` makes that form: a
+    stated name may not hold parentheses, so no other path can pass for the CLI.
     """
 
     kind: Actor
     name: str = ""
+
+    MAX_NAME_LENGTH: ClassVar[int] = 64
+    # A login name in POSIX's portable characters, or `#<uid>` when there is none to record.
+    _OS_USER: ClassVar[str] = r"[A-Za-z0-9._][A-Za-z0-9._$-]{0,63}|#[0-9]{1,10}"
+    _HOST: ClassVar[str] = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"
+    _CLI_FORM: ClassVar[re.Pattern[str]] = re.compile(
+        rf"(?P<stated>[^()]+) \(cli: (?P<os_user>{_OS_USER})@(?P<host>{_HOST})\)"
+    )
+
+    class _CliName(str):
+        """A name `cli` built: the only kind `operator` accepts in the CLI's form."""
+
+        __slots__ = ()
 
     def __post_init__(self) -> None:
         # Only operators are people; an operator entry without a name would lose who asked.
@@ -117,16 +136,69 @@ class AuditActor:
 
     @classmethod
     def operator(cls, name: str) -> AuditActor:
+        """An operator by name: over HTTP its token's subject, from the CLI the name `cli` built."""
+        if not isinstance(name, cls._CliName):
+            cls._check_stated_name(name)
         return cls(Actor.OPERATOR, name)
 
     @classmethod
+    def cli(cls, stated: str, os_user: str, host: str) -> AuditActor:
+        """An operator at the CLI: the name given, and the OS user and host the command runs as."""
+        stated = stated.strip()
+        cls._check_stated_name(stated)
+        if not re.fullmatch(cls._OS_USER, os_user):
+            raise ValidationFailed("the OS user cannot be recorded in the audit", field="os_user")
+        if not re.fullmatch(cls._HOST, host):
+            raise ValidationFailed("this machine's host name cannot be recorded in the audit", field="host")
+        return cls(Actor.OPERATOR, cls._CliName(f"{stated} (cli: {os_user}@{host})"))
+
+    @classmethod
+    def recordable_os_user(cls, login: str | None, uid: int) -> str:
+        """The login name if the audit can keep it as it is, else the uid as `#<uid>`."""
+        return login if login is not None and re.fullmatch(cls._OS_USER, login) else f"#{uid}"
+
+    @classmethod
+    def _check_stated_name(cls, name: str) -> None:
+        # Printable excludes control, format (bidi) and line-separator characters;
+        # the parentheses are the CLI suffix's own.
+        if (
+            not name
+            or name != name.strip()
+            or len(name) > cls.MAX_NAME_LENGTH
+            or not name.isprintable()
+            or "(" in name
+            or ")" in name
+        ):
+            raise ValidationFailed(
+                f"an operator's name is 1 to {cls.MAX_NAME_LENGTH} printable characters,"
+                " without parentheses or surrounding spaces",
+                field="operator",
+            )
+
+    @classmethod
     def parse(cls, text: str) -> AuditActor:
+        # Lenient: rows written before names were checked are still read, as written.
         kind, sep, name = text.partition(":")
         return cls(Actor(kind), name if sep else "")
 
     @property
     def is_operator(self) -> bool:
         return self.kind == Actor.OPERATOR
+
+    @property
+    def stated_name(self) -> str:
+        """The operator's name as given: the token's subject, or what was typed at the CLI."""
+        found = self._cli_form()
+        return found["stated"] if found else self.name
+
+    @property
+    def cli_origin(self) -> tuple[str, str] | None:
+        """The OS user and host of a CLI action; None for any other actor."""
+        found = self._cli_form()
+        return (found["os_user"], found["host"]) if found else None
+
+    def _cli_form(self) -> re.Match[str] | None:
+        return self._CLI_FORM.fullmatch(self.name) if self.is_operator else None
 
     def __str__(self) -> str:
         return f"{self.kind.value}:{self.name}" if self.name else self.kind.value

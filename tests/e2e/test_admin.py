@@ -55,7 +55,7 @@ def test_cli_force_post_and_reconcile(client: FlaskClient, app: Flask) -> None:
     table = runner.invoke(args=["transfers", "reconcile", "--user-id", "32"])
     assert table.exit_code == 0 and "0 mismatch(es)" in table.output and request_id in table.output
     shown = json.loads(runner.invoke(args=["transfers", "show", request_id]).output)
-    assert shown["audit"][-1]["actor"] == "operator:dana"
+    assert shown["audit"][-1]["actor"].startswith("operator:dana (cli: ")
 
 
 def test_a_deposit_needs_a_key_and_a_reason_and_a_keyless_retry_cannot_credit_twice(client: FlaskClient) -> None:
