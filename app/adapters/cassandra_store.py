@@ -25,7 +25,7 @@ from app.adapters.cassandra_open_set import CassandraOpenSet, OpenSetLayout
 from app.adapters.cassandra_session import CassandraSession, Statement
 from app.domain.account_model import Direction
 from app.domain.batch import Batch
-from app.domain.cursor import decode_cursor, encode_cursor
+from app.domain.cursor import decode_cursor, page_of, rows_to_read
 from app.domain.deposit import DepositAudit
 from app.domain.events import StatusEvent
 from app.domain.ids import timestamp_ms_of
@@ -45,7 +45,6 @@ _RECORD_COLUMNS = (
     "request_id, user_id, asset, from_type, to_type, amount, status, failure_reason, idempotency_key,"
     " fingerprint, created_at_us, updated_at_us, batch_id"
 )
-_MAX_HISTORY_SCAN = 2000  # index rows one history request may read
 _READ_CHUNK = 50  # records one read request asks for
 # The settled index: by the minute of the terminal write and a hash shard
 # (fixed for the table's life: reads find rows by the same numbers).
@@ -488,41 +487,25 @@ class CassandraTransferStore(TransferStore):
         status: Status | None = None,
         asset: str | None = None,
     ) -> HistoryPage:
-        items: list[Transfer] = []
         before = decode_cursor(cursor) if cursor is not None else 2**63 - 1
-        chunk = limit + 1 if status is None and asset is None else max(4 * limit, 50)
-        exhausted = False
-        scanned = 0
-        while len(items) <= limit and not exhausted and scanned < _MAX_HISTORY_SCAN:
-            rows = list(
-                self.db.run(
-                    "SELECT request_id, asset FROM {ks}.transfers_by_user WHERE user_id = ? AND request_id < ? LIMIT ?",
-                    (user_id, before, chunk),
-                )
+        asked = rows_to_read(limit, status is not None or asset is not None)
+        # One read of the index (the driver's page holds it whole), then the
+        # records of the rows whose asset matches: at most 1 + asked/_READ_CHUNK queries.
+        rows = list(
+            self.db.run(
+                "SELECT request_id, asset FROM {ks}.transfers_by_user WHERE user_id = ? AND request_id < ? LIMIT ?",
+                (user_id, before, asked),
             )
-            exhausted = len(rows) < chunk
-            if not rows:
-                break
-            before = rows[-1].request_id
-            scanned += len(rows)
-            wanted = [row.request_id for row in rows if asset is None or row.asset == asset]
-            found = self.get_many(wanted)
-            for request_id in wanted:
-                transfer = found.get(request_id)
-                if transfer is None or transfer.user_id != user_id:
-                    continue  # an index row whose record was never written
-                if status is not None and transfer.status != status:
-                    continue
-                items.append(transfer)
-        page = items[:limit]
-        if len(items) > limit:
-            next_cursor: str | None = encode_cursor(page[-1].request_id)
-        elif not exhausted and scanned >= _MAX_HISTORY_SCAN:
-            # A rare filter over a long history: answer with what this much
-            # reading found, and a cursor to read on from.
-            next_cursor = encode_cursor(before)
-        else:
-            next_cursor = None
+        )
+        wanted = [row.request_id for row in rows if asset is None or row.asset == asset]
+        found = self.get_many(wanted)
+        matches = [
+            transfer
+            for transfer in (found.get(request_id) for request_id in wanted)
+            # A missing record: an index row whose record was never written.
+            if transfer is not None and transfer.user_id == user_id and (status is None or transfer.status == status)
+        ]
+        page, next_cursor = page_of(matches, limit, [row.request_id for row in rows], asked)
         return HistoryPage(items=page, next_cursor=next_cursor)
 
     # -- the open set -------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from app.adapters.sqlite_util import SqliteDatabase
 from app.domain.account_model import Direction
 from app.domain.batch import Batch
-from app.domain.cursor import decode_cursor, encode_cursor
+from app.domain.cursor import decode_cursor, page_of, rows_to_read
 from app.domain.deposit import DepositAudit
 from app.domain.events import StatusEvent
 from app.domain.limits import LimitOverride
@@ -324,24 +324,18 @@ class SqliteTransferStore(TransferStore):
         status: Status | None = None,
         asset: str | None = None,
     ) -> HistoryPage:
-        clauses: list[str] = ["user_id = ?"]
-        params: list[object] = [user_id]
-        if cursor is not None:
-            clauses.append("request_id < ?")
-            params.append(decode_cursor(cursor))
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status.value)
-        if asset is not None:
-            clauses.append("asset = ?")
-            params.append(asset)
+        before = decode_cursor(cursor) if cursor is not None else 2**63 - 1
+        asked = rows_to_read(limit, status is not None or asset is not None)
+        # The same budget as every store (app/domain/cursor.py): the newest rows
+        # below the cursor, filtered here, so a page's work is bounded.
         with self._db.reading() as conn:
             rows = conn.execute(
-                f"SELECT * FROM transfers WHERE {' AND '.join(clauses)} ORDER BY request_id DESC LIMIT ?",
-                (*params, limit + 1),
+                "SELECT * FROM transfers WHERE user_id = ? AND request_id < ? ORDER BY request_id DESC LIMIT ?",
+                (user_id, before, asked),
             ).fetchall()
-        items = [_row_to_transfer(row) for row in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].request_id) if len(rows) > limit else None
+        read = [_row_to_transfer(row) for row in rows]
+        matches = [t for t in read if (status is None or t.status == status) and (asset is None or t.asset == asset)]
+        items, next_cursor = page_of(matches, limit, [t.request_id for t in read], asked)
         return HistoryPage(items=items, next_cursor=next_cursor)
 
     def open_transfers(self, limit: int = 1000, after: int | None = None) -> OpenPage:

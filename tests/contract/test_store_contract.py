@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.domain.batch import BatchCommand, new_batch
+from app.domain.cursor import HISTORY_SCAN_BUDGET
 from app.domain.errors import InsufficientBalance
 from app.domain.events import StatusEvent
 from app.domain.money import AssetCatalog
@@ -383,6 +384,32 @@ def test_history_filters_by_status_and_asset(store: TransferStore) -> None:
     assert len(requesting_usdt.items) == 2 and requesting_usdt.next_cursor is not None
     rest = store.history(user_id, 100, requesting_usdt.next_cursor, Status.REQUESTING, "USDT")
     assert len(requesting_usdt.items) + len(rest.items) == 4
+
+
+def _history_pages(store: TransferStore, user_id: int, **filters: object) -> list[list[int]]:
+    pages, cursor = [], None
+    while True:
+        page = store.history(user_id, 10, cursor, **filters)  # type: ignore[arg-type]
+        pages.append([t.request_id for t in page.items])
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("by", ["asset", "status"])
+def test_a_filtered_history_page_reads_a_bounded_number_of_rows_and_hands_back_a_cursor(
+    store: TransferStore, by: str
+) -> None:
+    # A user can fill their own history cheaply (refused batch legs are recorded):
+    # a filtered page must not read all of it to find one match.
+    user_id = random_user_id()
+    (wanted,) = _insert_many(store, user_id, 1)
+    record_move(store, wanted, Status.FAILED, actor=API, reason="x", failure_reason=FailureReason.INSUFFICIENT_BALANCE)
+    _insert_many(store, user_id, HISTORY_SCAN_BUDGET + 10, asset="BTC")
+    filters = {"asset": "USDT"} if by == "asset" else {"status": Status.FAILED}
+    pages = _history_pages(store, user_id, **filters)
+    # The first page ran out of budget with no match; the cursor reads on and finds it.
+    assert pages == [[], [wanted.request_id]]
 
 
 def test_history_shows_only_the_users_own_transfers(store: TransferStore) -> None:
