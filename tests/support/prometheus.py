@@ -10,24 +10,19 @@ directory, and is stopped by the pid it was started with.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
+from tests.support.debian import ensure_package
 from tests.support.processes import ServiceProcess, free_port
 
 PACKAGE = "prometheus"
-_LOCK = Path("/tmp/internal-transfer-prometheus-install.lock")
-_POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
 def _binaries() -> tuple[str, str] | None:
@@ -35,54 +30,9 @@ def _binaries() -> tuple[str, str] | None:
     return (promtool, prometheus) if promtool and prometheus else None
 
 
-@contextlib.contextmanager
-def _no_service_starts() -> Iterator[None]:
-    """Debian's maintainer scripts ask policy-rc.d before starting a service: 101 means no."""
-    if _POLICY_RC_D.exists():
-        yield
-        return
-    _POLICY_RC_D.write_text(
-        "#!/bin/sh\n# Left by the internal-transfer tests while installing; removed after.\nexit 101\n"
-    )
-    _POLICY_RC_D.chmod(0o755)
-    try:
-        yield
-    finally:
-        _POLICY_RC_D.unlink(missing_ok=True)
-
-
-def _apt_install() -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE]
-    with _no_service_starts():
-        if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-            # A fresh machine has no package lists yet.
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900, check=True)
-            subprocess.run(install, env=env, capture_output=True, timeout=900, check=True)
-
-
 def ensure_prometheus() -> tuple[str, str]:
     """(promtool, prometheus), installing Debian's package if needed; skips or fails the test if impossible."""
-    found = _binaries()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        _skip_or_fail("promtool is missing and cannot be installed here (needs root and apt-get)")
-    with _LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be installing it right now
-        if _binaries() is None:
-            _apt_install()
-    found = _binaries()
-    if found is None:
-        _skip_or_fail(f"installing the {PACKAGE} package gave no promtool/prometheus")
-    assert found is not None
-    return found
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("REQUIRE_REAL_BACKENDS") == "1":
-        pytest.fail(f"{reason} (required under REQUIRE_REAL_BACKENDS=1)")
-    pytest.skip(reason)
+    return ensure_package(PACKAGE, _binaries, "promtool/prometheus")
 
 
 @dataclass
