@@ -112,6 +112,15 @@ def render(results: dict[str, Any]) -> str:
             f"{_num(paced['p999_ms'], 1):>10}{_num(paced['settled_per_s']):>11}",
             "CPU ms per settled transfer, service: " + _cpu_line(paced["cpu_ms_per_settled"]),
         ]
+    hot = results.get("service", {}).get("hot")
+    if hot:
+        lines += [
+            "",
+            f"-- hot users: the same load from {hot['users']} users, concurrency {hot['concurrency']} --",
+            f"{'service':24}{_num(hot['post_per_s']):>9}{_num(hot['p50_ms'], 1):>9}{_num(hot['p99_ms'], 1):>9}"
+            f"{_num(hot['p999_ms'], 1):>10}{_num(hot['settled_per_s']):>11}",
+            "CPU ms per settled transfer, service: " + _cpu_line(hot["cpu_ms_per_settled"]),
+        ]
     rss = results.get("service", {}).get("peak_rss_mib", {})
     if rss:
         lines += ["", "peak RSS (VmHWM) MiB: " + ", ".join(f"{k} {_num(v)}" for k, v in rss.items())]

@@ -68,6 +68,7 @@ class Options:
     transfers: int
     concurrencies: list[int]
     users: int
+    hot_users: int
     warmup: int
     service_dir: Path
     settle_timeout: float
@@ -82,7 +83,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--transfers", type=int, default=int(env("BENCH_TRANSFERS", "2000")), help="per concurrency")
     parser.add_argument("--concurrency", default=env("BENCH_CONCURRENCY", "32,16"), help="comma-separated")
-    parser.add_argument("--users", type=int, default=int(env("BENCH_USERS", "200")))
+    # A real day: thousands of users, each making a few transfers, so the per-user
+    # first-of-the-day costs (opening the day's quota) are paid as often as in production.
+    parser.add_argument("--users", type=int, default=int(env("BENCH_USERS", "3000")))
+    parser.add_argument(
+        "--hot-users",
+        type=int,
+        default=int(env("BENCH_HOT_USERS", "16")),
+        help="then the same load from this many of them: the hot-user figure (0: skip)",
+    )
     parser.add_argument("--warmup", type=int, default=int(env("BENCH_WARMUP", "200")), help="transfers, not measured")
     parser.add_argument(
         "--service-dir",
@@ -103,10 +112,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
     concurrencies = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if args.transfers < 1 or not concurrencies or min(concurrencies) < 1 or args.users < 1:
         parser.error("transfers, users and every concurrency must be positive")
+    if not 0 <= args.hot_users <= args.users:
+        parser.error("--hot-users is 0 (skip) to --users")
     return Options(
         transfers=args.transfers,
         concurrencies=concurrencies,
         users=args.users,
+        hot_users=args.hot_users,
         warmup=max(0, args.warmup),
         service_dir=Path(args.service_dir).resolve(),
         settle_timeout=args.settle_timeout,
@@ -389,15 +401,25 @@ def service_phase(stack: ServiceStack) -> dict[str, Any]:
         stack.check_alive()
         paced = measure_service(stack, users, tokens, max(options.concurrencies), rate=rate)
         figures["paced"] = {**paced, "rate": rate, "fraction": options.paced_fraction}
+    if options.hot_users:
+        # The second figure: the same load from a few users, their quotas long open.
+        stack.check_alive()
+        hot = measure_service(stack, users[: options.hot_users], tokens, max(options.concurrencies), label="hot-")
+        figures["hot"] = {**hot, "users": options.hot_users, "concurrency": max(options.concurrencies)}
     figures["peak_rss_mib"] = stack.peak_rss_mib()
     return figures
 
 
 def measure_service(
-    stack: ServiceStack, users: list[int], tokens: dict[int, str], concurrency: int, rate: float | None = None
+    stack: ServiceStack,
+    users: list[int],
+    tokens: dict[int, str],
+    concurrency: int,
+    rate: float | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
     options = stack.options
-    tag = f"{stack.tag}-c{concurrency}" if rate is None else f"{stack.tag}-r{rate:.0f}"
+    tag = f"{stack.tag}-{label}c{concurrency}" if rate is None else f"{stack.tag}-r{rate:.0f}"
     batch = Batch.build(users, tokens, options.transfers, tag)
     meter = CpuMeter(stack.pids())
     background = meter.background()
@@ -529,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             "transfers": options.transfers,
             "concurrencies": options.concurrencies,
             "users": options.users,
+            "hot_users": options.hot_users,
             "warmup": options.warmup,
             "service_dir": str(options.service_dir),
         },
