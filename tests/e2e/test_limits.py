@@ -222,12 +222,14 @@ def test_operators_override_from_the_cli_with_a_reason(limits_app: Flask, client
     )
     assert done.exit_code == 0, done.output
     shown = json.loads(done.stdout[done.stdout.index("{") :])
-    assert shown["overrides"][0] | {"set_at": None} == {
+    # The name typed, then the OS user and host the command ran as.
+    assert shown["overrides"][0]["actor"].startswith("operator:bob (cli: ")
+    assert shown["overrides"][0] | {"set_at": None, "actor": None} == {
         "asset": "USDT",
         "direction": "funding_to_spot",
         "version": 1,
         "limit": "25.00000000",
-        "actor": "operator:bob",
+        "actor": None,
         "reason": "KYC tier 1",
         "set_at": None,
     }
