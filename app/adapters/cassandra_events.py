@@ -27,6 +27,7 @@ from app.ports.store import OutboxEntry
 # Fixed for the table's life: writers and the relay find rows by these numbers.
 EVENT_BUCKET_SECONDS = 10
 EVENT_SHARDS = 8
+_FLAGS_PER_REQUEST = 64
 # The table's TTL (schema/007_event_outbox.cql): a relay further behind than
 # this has nothing left to read there.
 _OUTBOX_TTL_SECONDS = 172_800
@@ -105,17 +106,25 @@ class CassandraEventOutbox:
         return self.confirm_filed(entries)
 
     def mark_published(self, entries: Sequence[OutboxEntry]) -> None:
-        statements: list[Statement] = []
+        # One request per partition (bucket, shard), not per event: a single-partition
+        # batch is one mutation for Cassandra, and a transfer's events share a shard.
+        by_partition: dict[str, list[Statement]] = {}
         for entry in entries:
             bucket, shard = _parse_slot(entry.slot)
-            statements.append(
+            by_partition.setdefault(entry.slot, []).append(
                 (
                     "UPDATE {ks}.event_outbox SET published = true WHERE bucket = ? AND shard = ? AND event_id = ?",
                     (bucket, shard, uuid.UUID(entry.event.event_id)),
                 )
             )
-        if statements:
-            self.db.run_together(statements)
+        # At most _FLAGS_PER_REQUEST a request: far below Cassandra's batch size thresholds.
+        groups = [
+            statements[i : i + _FLAGS_PER_REQUEST]
+            for statements in by_partition.values()
+            for i in range(0, len(statements), _FLAGS_PER_REQUEST)
+        ]
+        if groups:
+            self.db.run_each_as_one(groups)
 
     # -- the relay ------------------------------------------------------------------
 

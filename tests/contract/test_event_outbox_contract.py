@@ -210,3 +210,36 @@ def test_cassandra_keeps_the_event_of_a_failed_write_that_outlasted_its_bucket()
         clock.now += timedelta(seconds=EVENT_BUCKET_SECONDS + MARGIN_SECONDS + 1)
         found = [e.event for e in store.unpublished_events(1000, clock.now)]
         assert [(e.from_status, e.to_status) for e in found] == [(Status.REQUESTING, Status.PENDING)]
+
+
+def test_flagging_many_events_flags_each_of_them(outbox: Outbox) -> None:
+    store = outbox.store
+    transfers = [make_transfer(random_user_id(), 5) for _ in range(40)]
+    for transfer in transfers:
+        store.record_new(transfer)
+        record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
+    store.mark_events_published(outbox.heard)
+    outbox.age()
+    ours = {t.request_id for t in transfers}
+    assert [e for e in outbox.unpublished() if e.event.request_id in ours] == []
+
+
+def test_cassandra_flags_published_events_with_one_request_per_partition() -> None:
+    # Each flag was a request of its own; a transfer's events share their partition.
+    clock = MovableClock()
+    with store_in_fresh_keyspace("it_events", clock) as store:
+        assert isinstance(store, CassandraTransferStore)
+        heard: list[OutboxEntry] = []
+        store.outbox_listener = heard.extend
+        for _ in range(30):
+            transfer = make_transfer(random_user_id(), 5)
+            store.record_new(transfer)
+            record_move(store, transfer, Status.PENDING, actor=API, reason="locked")
+        requests: list[object] = []
+        store.db.connect().add_request_init_listener(requests.append)
+        try:
+            store.mark_events_published(heard)
+        finally:
+            store.db.connect().remove_request_init_listener(requests.append)
+        assert len(heard) == 60
+        assert len(requests) <= len({entry.slot for entry in heard}) <= 16
