@@ -15,14 +15,18 @@ from app.factory import create_app
 from tests.support.processes import free_port, service_env
 
 
-def test_gunicorn_refuses_to_start_on_a_public_address(tmp_path: Path) -> None:
+def _gunicorn_with_the_development_secrets(tmp_path: Path, bind: str) -> subprocess.CompletedProcess[str]:
     env = service_env(tmp_path)
     for name in ("JWT_SECRET", "OPERATOR_JWT_SECRET", "BIND"):
         env.pop(name, None)
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    argv = [gunicorn, "-c", "gunicorn.conf.py", "--bind", bind, "wsgi:app"]
+    return subprocess.run(argv, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_gunicorn_refuses_to_start_on_a_public_address(tmp_path: Path) -> None:
     # The check runs before gunicorn creates its sockets: nothing ever listens on 0.0.0.0.
-    argv = [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"0.0.0.0:{free_port()}", "wsgi:app"]
-    done = subprocess.run(argv, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    done = _gunicorn_with_the_development_secrets(tmp_path, f"0.0.0.0:{free_port()}")
     assert done.returncode != 0
     assert "refusing to listen on 0.0.0.0" in done.stdout + done.stderr
 
@@ -76,13 +80,8 @@ def test_the_request_guard_trusts_the_connection_not_the_host_header(dev_app: Fl
 
 
 def test_gunicorn_refuses_a_unix_socket_with_the_development_secrets(tmp_path: Path) -> None:
-    env = service_env(tmp_path)
-    for name in ("JWT_SECRET", "OPERATOR_JWT_SECRET", "BIND"):
-        env.pop(name, None)
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
     # A proxy in front would make the socket reachable from anywhere.
-    argv = [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"unix:{tmp_path}/web.sock", "wsgi:app"]
-    done = subprocess.run(argv, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    done = _gunicorn_with_the_development_secrets(tmp_path, f"unix:{tmp_path}/web.sock")
     assert done.returncode != 0
     assert "refusing to listen on unix:" in done.stdout + done.stderr
     assert not (tmp_path / "web.sock").exists()
