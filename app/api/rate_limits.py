@@ -2,10 +2,11 @@
 
 Keyed by the authenticated caller (role and id), so one user's burst never
 slows another's requests; a request without a valid token is keyed by its
-address (it is refused with 401 anyway). Each route has its own budget. The counters live in RATELIMIT_STORAGE_URI: the
-default, memory://, is per process, so N gunicorn workers on M hosts allow
-N*M times the rate; a deployment of more than one process points it at a
-shared store (redis://... or memcached://...). See README, "Rate limits".
+address (it is refused with 401 anyway). Each route has its own budget. The
+counters live in RATELIMIT_STORAGE_URI: the default, memory://, is per
+process, so N gunicorn workers on M hosts allow N*M times the rate; a
+deployment of more than one process points it at a shared store
+(redis://... or memcached://...). See README, "Rate limits".
 """
 
 from __future__ import annotations

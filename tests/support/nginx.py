@@ -26,7 +26,8 @@ SITE = PROJECT_ROOT / "ops" / "nginx" / "internal-transfer.conf"
 
 
 def _binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    # Debian puts it in /usr/sbin, which a non-root PATH may lack.
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 
 
 def ensure_nginx() -> str:
