@@ -1,6 +1,6 @@
 """The TransferStore on Cassandra/ScyllaDB.
 
-Consistency is LOCAL_QUORUM (serial LOCAL_SERIAL for the one LWT) unless the
+Consistency is LOCAL_QUORUM (serial LOCAL_SERIAL for the LWTs) unless the
 URL says otherwise. The tables, and why no status write is a lightweight
 transaction, are in schema/ and docs/open-set.md.
 """
@@ -31,7 +31,7 @@ from app.domain.events import StatusEvent
 from app.domain.ids import timestamp_ms_of
 from app.domain.limits import LimitOverride
 from app.domain.transfer import API, AccountType, AuditActor, AuditEntry, FailureReason, Status, Transfer, precedence
-from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, OutboxEntry, StatusChange, TransferStore
+from app.ports.store import HistoryPage, OpenPage, OutboxEntry, StatusChange, TransferStore
 
 log = logging.getLogger(__name__)
 
@@ -237,18 +237,6 @@ class CassandraTransferStore(TransferStore):
                 session.execute(statement, timeout=60)
         self.open_set.initialise(self.initial_layout)
         self.outbox.initialise()
-
-    # -- idempotency keys: the one lightweight transaction left -----------------
-
-    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
-        row = self.db.run(
-            "INSERT INTO {ks}.idempotency_keys (user_id, idempotency_key, request_id, fingerprint)"
-            " VALUES (?, ?, ?, ?) IF NOT EXISTS",
-            (user_id, key, claim.request_id, claim.fingerprint),
-        ).one()
-        if row.applied:
-            return None
-        return IdempotencyClaim(request_id=row.request_id, fingerprint=row.fingerprint)
 
     # -- records and status --------------------------------------------------------
 

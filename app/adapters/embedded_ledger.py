@@ -26,6 +26,7 @@ from app.domain.account_model import (
     TransferCode,
     account_id,
     deposit_transfer_id,
+    key_claim_id,
     limit_source_account_id,
     lock_id,
     quota_account_id,
@@ -50,6 +51,7 @@ from app.ports.ledger import (
     BatchLockOutcome,
     DepositOutcome,
     FenceOutcome,
+    IdempotencyClaim,
     Ledger,
     LedgerState,
     LimitSource,
@@ -72,6 +74,8 @@ CREATE TABLE IF NOT EXISTS transfers (
     kind TEXT NOT NULL, user_data_32 INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS failed_ids (id TEXT PRIMARY KEY);
+-- Idempotency-Key claims by key_claim_id: TigerBeetle keeps the same two values in the claim's user data.
+CREATE TABLE IF NOT EXISTS key_claims (id TEXT PRIMARY KEY, request_id TEXT NOT NULL, fingerprint TEXT NOT NULL);
 """
 
 # Amounts are stored as decimal text: SQLite integers stop at 2^63 and
@@ -409,6 +413,18 @@ class EmbeddedLedger(Ledger):
         if result == _Result.EXISTS_DIFFERENT:
             return DepositOutcome.CONFLICT
         raise LedgerInvariantBroken(f"deposit {deposit_id}: {result.value}")
+
+    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
+        ident = str(key_claim_id(user_id, key))
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO key_claims (id, request_id, fingerprint) VALUES (?, ?, ?)",
+                (ident, str(claim.request_id), claim.fingerprint),
+            )
+            row = conn.execute("SELECT request_id, fingerprint FROM key_claims WHERE id = ?", (ident,)).fetchone()
+        holder = IdempotencyClaim(request_id=int(row["request_id"]), fingerprint=row["fingerprint"])
+        # As in TigerBeetle, a claim sent again exactly as it landed finds itself ("exists").
+        return None if holder == claim else holder
 
     def _open_quota_for(self, transfer: Transfer, asset: Asset, limit: LimitSource) -> QuotaKey:
         quota_key = QuotaKey.of_transfer(transfer, asset)

@@ -24,7 +24,7 @@ from app.domain.transfer import (
     Transfer,
     precedence,
 )
-from app.ports.store import HistoryPage, IdempotencyClaim, OpenPage, OutboxEntry, StatusChange, TransferStore
+from app.ports.store import HistoryPage, OpenPage, OutboxEntry, StatusChange, TransferStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -39,10 +39,6 @@ CREATE INDEX IF NOT EXISTS open_transfers ON transfers (status, request_id)
     WHERE status IN ('requesting', 'pending');
 CREATE INDEX IF NOT EXISTS settled_transfers ON transfers (updated_at, request_id)
     WHERE status IN ('success', 'failed');
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    user_id INTEGER NOT NULL, key TEXT NOT NULL, request_id INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL, PRIMARY KEY (user_id, key)
-);
 CREATE TABLE IF NOT EXISTS limit_overrides (
     user_id INTEGER NOT NULL, asset TEXT NOT NULL, direction TEXT NOT NULL, version INTEGER NOT NULL,
     limit_units TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, set_at TEXT NOT NULL,
@@ -129,20 +125,6 @@ class SqliteTransferStore(TransferStore):
             if "batch_id" not in columns:
                 # A database made before batches existed: its transfers are all single ones.
                 conn.execute("ALTER TABLE transfers ADD COLUMN batch_id INTEGER")
-
-    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
-        with self._db.transaction() as conn:
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO idempotency_keys (user_id, key, request_id, fingerprint) VALUES (?, ?, ?, ?)",
-                (user_id, key, claim.request_id, claim.fingerprint),
-            ).rowcount
-            if inserted:
-                return None
-            row = conn.execute(
-                "SELECT request_id, fingerprint FROM idempotency_keys WHERE user_id = ? AND key = ?",
-                (user_id, key),
-            ).fetchone()
-        return IdempotencyClaim(request_id=row["request_id"], fingerprint=row["fingerprint"])
 
     def record_new(self, transfer: Transfer) -> None:
         with self._db.transaction() as conn:

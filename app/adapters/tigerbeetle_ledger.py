@@ -31,8 +31,16 @@ Quotas (daily limits; see docs/ledger.md):
                     (QUOTA_GRANT, user_data_32 = the limit version the day was
                     opened with) and cuts (QUOTA_CUT, BALANCING_DEBIT) change it.
 
-Every value above is a function of the ids, so a retry sends the very same
-event and TigerBeetle answers `exists`.
+Idempotency keys (ledger KEY_CLAIMS_LEDGER, no asset's):
+    accounts        key_claims_account_id(KEY_CLAIMS / KEY_CLAIMS_COUNTERPART),
+                    no flags; every claim moves 0 between them
+    transfers       key_claim_id(user, key), code KEY_CLAIM, amount 0;
+                    user_data_128 the request body's fingerprint, user_data_64
+                    the first id of the block the key names, user_data_32 KEY_CLAIM
+
+Every value above but a claim's user data is a function of the ids, so a retry
+sends the very same event and TigerBeetle answers `exists`; a second claimer
+of a key sends other user data and is answered `exists_with_different_*`.
 
 Every client call has a deadline: the TigerBeetle client itself never times
 out (it retries forever while the cluster is unreachable), so calls run on a
@@ -61,6 +69,7 @@ from app.adapters.backend_url import BackendUrl
 from app.adapters.opened_quotas import OpenedQuotas, resolve_limit
 from app.domain.account_model import (
     ACCOUNT_CODE_OF,
+    KEY_CLAIMS_LEDGER,
     QUOTA_CODE_OF,
     QUOTA_CUTS_CODE_OF,
     AccountCode,
@@ -69,6 +78,8 @@ from app.domain.account_model import (
     TransferKind,
     account_id,
     deposit_transfer_id,
+    key_claim_id,
+    key_claims_account_id,
     limit_source_account_id,
     lock_id,
     quota_account_id,
@@ -93,6 +104,7 @@ from app.ports.ledger import (
     BatchLockOutcome,
     DepositOutcome,
     FenceOutcome,
+    IdempotencyClaim,
     Ledger,
     LedgerState,
     LimitSource,
@@ -305,6 +317,8 @@ class TigerBeetleLedger(Ledger):
         self._connection: _Connection | None = None
         self._closed = False
         self._opened_quotas = OpenedQuotas()
+        # Whether this object has made sure the key-claims accounts exist (once, ever, is enough).
+        self._key_claims_opened = False
 
     @classmethod
     def from_url(cls, url: str) -> TigerBeetleLedger:
@@ -466,6 +480,41 @@ class TigerBeetleLedger(Ledger):
         if status in _TRANSFER_EXISTS_DIFFERENT:
             return DepositOutcome.CONFLICT
         raise _unexpected("deposit", deposit_id, status)
+
+    def _open_key_claims_accounts(self) -> None:
+        accounts = [
+            tb.Account(id=key_claims_account_id(code), ledger=KEY_CLAIMS_LEDGER, code=code, flags=tb.AccountFlags.NONE)
+            for code in (AccountCode.KEY_CLAIMS, AccountCode.KEY_CLAIMS_COUNTERPART)
+        ]
+        self._create_accounts("open the key-claims accounts", accounts)
+        self._key_claims_opened = True
+
+    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
+        if not self._key_claims_opened:
+            # Before the first claim: one naming a missing account would fail its id for good.
+            self._open_key_claims_accounts()
+        event = tb.Transfer(
+            id=key_claim_id(user_id, key),
+            debit_account_id=key_claims_account_id(AccountCode.KEY_CLAIMS),
+            credit_account_id=key_claims_account_id(AccountCode.KEY_CLAIMS_COUNTERPART),
+            amount=0,
+            user_data_128=int(claim.fingerprint, 16),
+            user_data_64=claim.request_id,
+            user_data_32=TransferKind.KEY_CLAIM,
+            timeout=0,
+            ledger=KEY_CLAIMS_LEDGER,
+            code=TransferCode.KEY_CLAIM,
+            flags=tb.TransferFlags.NONE,
+        )
+        status = self._create_transfer("claim idempotency key", event)
+        if status in _CREATED_OR_EXISTS:
+            return None
+        if status not in _TRANSFER_EXISTS_DIFFERENT:
+            raise _unexpected("claim idempotency key", event.id, status)
+        holder = self._lookup_transfers([event.id]).get(event.id)
+        if holder is None:
+            raise LedgerInvariantBroken(f"key claim {event.id}: answered {status.name}, then not found")
+        return IdempotencyClaim(request_id=holder.user_data_64, fingerprint=f"{holder.user_data_128:032x}")
 
     def _lock_event(self, transfer: Transfer, asset: Asset, *, fence: bool, linked: bool = False) -> tb.Transfer:
         """The pending transfer (`linked` to the quota debit after it), or the zero-amount fence that takes its id."""

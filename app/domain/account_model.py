@@ -14,16 +14,22 @@ the same ids and codes, and operators can read TigerBeetle alone.
   day), credited from the asset's limit-source account with the day's limit.
   A lock debits the quota with a pending transfer linked to the move's, so
   the ledger itself refuses a lock past the limit. See docs/ledger.md.
+* Idempotency keys are claimed in a ledger of their own (`KEY_CLAIMS_LEDGER`,
+  above every asset's) by a zero-amount transfer whose id derives from the
+  user and the key: the first claimer creates it, every later one finds it.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 
 from app.domain.transfer import AccountType
 
 _KIND_SHIFT = 120
 _MAX_LOCAL_ID = (1 << 64) - 1
+# Asset ledgers are below it: quota account ids hold an asset's ledger in 16 bits.
+KEY_CLAIMS_LEDGER = 1 << 16
 
 
 class AccountCode(enum.IntEnum):
@@ -39,6 +45,9 @@ class AccountCode(enum.IntEnum):
     # Per asset: the counterpart of every quota movement (grants, consumption, cuts).
     LIMIT_SOURCE = 8
     SYSTEM = 9
+    # The two accounts of the key-claims ledger, between which every claim moves nothing.
+    KEY_CLAIMS = 10
+    KEY_CLAIMS_COUNTERPART = 11
 
 
 class TransferCode(enum.IntEnum):
@@ -54,6 +63,8 @@ class TransferCode(enum.IntEnum):
     QUOTA_USE = 6
     # Cuts account -> limit-source: the whole of a lowering, whatever fits of it.
     QUOTA_CUT_ORDER = 7
+    # Zero amount: an Idempotency-Key's claim, the request id it names and the body's fingerprint in its user data.
+    KEY_CLAIM = 8
 
 
 class TransferKind(enum.IntEnum):
@@ -72,6 +83,8 @@ class TransferKind(enum.IntEnum):
     # after a void, local id = the request id; after a raise, the version's quota local id.
     QUOTA_VOID_CATCH_UP = 9
     QUOTA_RAISE_CATCH_UP = 10
+    # An Idempotency-Key's claim; local id: 120 bits of a digest of the user and the key.
+    KEY_CLAIM = 11
 
 
 ACCOUNT_CODE_OF = {AccountType.FUNDING: AccountCode.FUNDING, AccountType.SPOT: AccountCode.SPOT}
@@ -104,6 +117,21 @@ def resolution_id(request_id: int) -> int:
 
 def deposit_transfer_id(deposit_id: int) -> int:
     return transfer_id(TransferKind.DEPOSIT, deposit_id)
+
+
+def key_claims_account_id(code: AccountCode) -> int:
+    if code not in (AccountCode.KEY_CLAIMS, AccountCode.KEY_CLAIMS_COUNTERPART):
+        raise ValueError(f"{code!r} is no account of the key-claims ledger")
+    return (KEY_CLAIMS_LEDGER << 16) | code
+
+
+def key_claim_id(user_id: int, key: str) -> int:
+    """The id of the claim of `key` by `user_id`: the same for every attempt, another for any other user or key."""
+    if not 0 < user_id <= _MAX_LOCAL_ID:
+        raise ValueError("user ids are positive 64-bit integers")
+    # The user id has a fixed width, so no (user, key) pair encodes like another.
+    digest = hashlib.blake2b(user_id.to_bytes(8, "big") + key.encode(), digest_size=15).digest()
+    return (int(TransferKind.KEY_CLAIM) << _KIND_SHIFT) | int.from_bytes(digest, "big")
 
 
 # -- daily quotas ---------------------------------------------------------

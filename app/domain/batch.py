@@ -10,8 +10,6 @@ one resolves them), so it can never disagree with them.
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +17,7 @@ from datetime import datetime
 from app.domain.errors import ValidationFailed
 from app.domain.ids import block_ids
 from app.domain.ledger_answers import REFUSAL_CAUSES
-from app.domain.transfer import Status, Transfer, TransferCommand
+from app.domain.transfer import Status, Transfer, TransferCommand, fingerprint_of
 
 MIN_LEGS = 2
 MAX_LEGS = 50
@@ -41,8 +39,7 @@ class BatchCommand:
 
     def fingerprint(self) -> str:
         """Tells a replay from a key reuse; never equal to a single transfer's (the prefix)."""
-        canonical = json.dumps(["batch", self.user_id, [leg.fingerprint() for leg in self.legs]])
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return fingerprint_of(["batch", self.user_id, [leg.fingerprint() for leg in self.legs]])
 
 
 @dataclass(frozen=True)

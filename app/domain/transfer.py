@@ -254,8 +254,12 @@ class TransferCommand:
 
     def fingerprint(self) -> str:
         """A digest of what the client asked for, to tell a replay from a key reuse."""
-        canonical = json.dumps([self.user_id, self.asset, self.from_type.value, self.to_type.value, str(self.amount)])
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return fingerprint_of([self.user_id, self.asset, self.from_type.value, self.to_type.value, str(self.amount)])
+
+
+def fingerprint_of(canonical: list[object]) -> str:
+    """128 bits of SHA-256, in hex: a key's claim keeps it in the ledger's 128-bit user data."""
+    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

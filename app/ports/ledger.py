@@ -69,6 +69,25 @@ class BatchLeg:
 LimitSource = EffectiveLimit | Callable[[], EffectiveLimit]
 
 
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Who holds an idempotency key: the first id of the block it names and the body's fingerprint."""
+
+    request_id: int
+    fingerprint: str
+
+
+class IdempotencyKeys(abc.ABC):
+    """Claims of Idempotency-Keys, kept by the balance authority: a claim is never lost or taken twice."""
+
+    @abc.abstractmethod
+    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
+        """Claim the key for `claim`, for good: None if claimed now (or before by this very claim), else the holder.
+
+        The fingerprint is 32 hexadecimal digits (128 bits: TigerBeetle's user_data_128).
+        """
+
+
 class LedgerAccounts(abc.ABC):
     """Every method is idempotent: a retry with the same ids never moves money twice."""
 
@@ -163,7 +182,7 @@ class LedgerQuotas(abc.ABC):
         """The quota accounts that are open, by key."""
 
 
-class Ledger(LedgerAccounts, LedgerMoves, LedgerQuotas, Backend):
+class Ledger(LedgerAccounts, LedgerMoves, LedgerQuotas, IdempotencyKeys, Backend):
     """Every ledger port, as one ledger adapter implements them.
 
     For the composition root and the ledger contract suite only: handlers

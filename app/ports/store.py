@@ -1,4 +1,4 @@
-"""Where transfer records, idempotency keys and the audit trail live."""
+"""Where transfer records and the audit trail live."""
 
 from __future__ import annotations
 
@@ -13,14 +13,6 @@ from app.domain.events import StatusEvent
 from app.domain.limits import LimitOverride
 from app.domain.transfer import AuditActor, AuditEntry, Status, Transfer
 from app.ports.backend import Backend
-
-
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    """Who holds an idempotency key: the request it names and the body's fingerprint."""
-
-    request_id: int
-    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -56,12 +48,6 @@ class OpenPage:
 class HistoryPage:
     items: list[Transfer]
     next_cursor: str | None
-
-
-class IdempotencyKeys(abc.ABC):
-    @abc.abstractmethod
-    def claim_idempotency_key(self, user_id: int, key: str, claim: IdempotencyClaim) -> IdempotencyClaim | None:
-        """Claim the key for `claim`. Return None if claimed now, else the holder."""
 
 
 class TransferRecords(abc.ABC):
@@ -230,7 +216,6 @@ class DepositRecords(abc.ABC):
 
 
 class TransferStore(
-    IdempotencyKeys,
     TransferRecords,
     BatchRecords,
     OpenTransfers,

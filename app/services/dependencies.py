@@ -10,12 +10,11 @@ from functools import partial
 from app.domain.ids import IdGenerator
 from app.domain.money import AssetCatalog
 from app.ports.bus import ServiceBus
-from app.ports.ledger import Ledger, LedgerAccounts, LedgerMoves, LedgerQuotas
+from app.ports.ledger import IdempotencyKeys, Ledger, LedgerAccounts, LedgerMoves, LedgerQuotas
 from app.ports.store import (
     BatchRecords,
     DepositRecords,
     EventOutbox,
-    IdempotencyKeys,
     LimitOverrides,
     OpenTransfers,
     TransferRecords,
@@ -63,7 +62,7 @@ class Dependencies:
         return cls(
             catalog=catalog,
             ids=ids,
-            keys=store,
+            keys=ledger,
             transfers=store,
             batches=store,
             open_set=store,

@@ -39,8 +39,8 @@ from app.observability import metrics as observe
 from app.observability.context import current_trace_id, request_id_var
 from app.ports.bus import EngineBatchRequest, EngineLeg, EngineRequest
 from app.ports.errors import DependencyUnavailable
-from app.ports.ledger import BatchLeg, LimitSource
-from app.ports.store import IdempotencyClaim, StatusChange
+from app.ports.ledger import BatchLeg, IdempotencyClaim, LimitSource
+from app.ports.store import StatusChange
 from app.services.alerts import raise_alert
 from app.services.crash_points import crash_point
 from app.services.dependencies import Dependencies

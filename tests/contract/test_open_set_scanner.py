@@ -22,8 +22,7 @@ from app.adapters.cassandra_store import CassandraTransferStore
 from app.domain.ids import SnowflakeGenerator
 from app.domain.money import AssetCatalog
 from app.domain.transfer import API, Status, Transfer
-from app.ports.ledger import LockOutcome
-from app.ports.store import IdempotencyClaim
+from app.ports.ledger import IdempotencyClaim, LockOutcome
 from app.services.operations import OperatorService
 from app.services.recovery import RecoveryPolicy
 from tests.conftest import record_move
@@ -157,10 +156,10 @@ def test_a_late_retry_of_an_id_issued_20_minutes_earlier_is_visited(stack: Harne
     command = stack.command(1, 5 * UNIT)
     early = stack.deps.ids.next_id()
     # The first attempt claimed its key and died before recording anything.
-    store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=early, fingerprint=command.fingerprint()))
+    stack.deps.keys.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=early, fingerprint=command.fingerprint()))
     # Another was recorded 20 minutes ago and died before locking: its row is in an old window.
     recorded_early = Transfer.new(stack.deps.ids.next_id(), stack.command(1, 7 * UNIT), stack.clock(), "k2")
-    store.claim_idempotency_key(
+    stack.deps.keys.claim_idempotency_key(
         1, "k2", IdempotencyClaim(request_id=recorded_early.request_id, fingerprint=recorded_early.fingerprint)
     )
     store.record_new(recorded_early)

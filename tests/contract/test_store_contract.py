@@ -26,7 +26,7 @@ from app.domain.transfer import (
     Status,
     Transfer,
 )
-from app.ports.store import IdempotencyClaim, StatusChange, TransferStore
+from app.ports.store import StatusChange, TransferStore
 from tests.conftest import make_transfer, random_request_id, random_user_id, record_move
 from tests.unit.harness import FakeClock, Harness
 
@@ -314,32 +314,6 @@ def test_actions_without_a_status_change_join_the_trail(store: TransferStore) ->
     trail = store.audit_trail(transfer.request_id)
     assert len(trail) == 2
     assert (str(trail[-1].actor), trail[-1].reason) == ("operator:7", "re-sent to the engine: ticket 42")
-
-
-def test_idempotency_key_is_claimed_once(store: TransferStore) -> None:
-    user_id = random_user_id()
-    first = IdempotencyClaim(request_id=random_request_id(), fingerprint="a")
-    assert store.claim_idempotency_key(user_id, "key-1", first) is None
-    second = IdempotencyClaim(request_id=random_request_id(), fingerprint="b")
-    assert store.claim_idempotency_key(user_id, "key-1", second) == first
-    # Keys are scoped to the user.
-    assert store.claim_idempotency_key(random_user_id(), "key-1", second) is None
-
-
-def test_concurrent_claims_of_one_key_have_one_winner(store: TransferStore) -> None:
-    user_id = random_user_id()
-    claims = [IdempotencyClaim(request_id=random_request_id(), fingerprint="f") for _ in range(10)]
-    start = threading.Barrier(len(claims))
-
-    def claim(candidate: IdempotencyClaim) -> IdempotencyClaim | None:
-        start.wait()
-        return store.claim_idempotency_key(user_id, "same-key", candidate)
-
-    with ThreadPoolExecutor(len(claims)) as pool:
-        holders = list(pool.map(claim, claims))
-    winners = [c for c, h in zip(claims, holders, strict=True) if h is None]
-    assert len(winners) == 1
-    assert all(h == winners[0] for h in holders if h is not None)
 
 
 def _insert_many(store: TransferStore, user_id: int, count: int, asset: str = "USDT") -> list[Transfer]:

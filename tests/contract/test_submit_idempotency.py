@@ -20,9 +20,9 @@ from app.domain.batch import Batch, BatchCommand
 from app.domain.ids import SnowflakeGenerator
 from app.domain.limits import DefaultLimits
 from app.domain.money import Asset, AssetCatalog
-from app.domain.transfer import AccountType, Transfer, TransferCommand
-from app.ports.ledger import DepositOutcome, Ledger
-from app.ports.store import IdempotencyClaim, TransferStore
+from app.domain.transfer import AccountType, Transfer, TransferCommand, fingerprint_of
+from app.ports.ledger import DepositOutcome, IdempotencyClaim, Ledger
+from app.ports.store import TransferStore
 from app.services.dependencies import Dependencies
 from app.services.limits import LimitService
 from app.services.settle import Settle
@@ -104,7 +104,9 @@ def test_two_attempts_of_one_batch_key_lock_one_batch(
     slow, fast = race(attempt, attempt, gate)
 
     assert slow == fast, "both attempts must answer with the legs the key names"
-    holder = store.claim_idempotency_key(user_id, "one-key", IdempotencyClaim(random_request_id(), "another"))
+    holder = ledger.claim_idempotency_key(
+        user_id, "one-key", IdempotencyClaim(random_request_id(), fingerprint_of(["another"]))
+    )
     assert holder is not None
     recorded = store.get_batch(holder.request_id)
     assert isinstance(recorded, Batch) and list(recorded.request_ids) == fast

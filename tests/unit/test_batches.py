@@ -10,8 +10,7 @@ from app.domain.errors import ValidationFailed
 from app.domain.limits import EffectiveLimit
 from app.domain.transfer import AccountType, FailureReason, Outcome, Status, Transfer
 from app.ports.bus import EngineBatchRequest, EngineResult
-from app.ports.ledger import BatchLeg
-from app.ports.store import IdempotencyClaim
+from app.ports.ledger import BatchLeg, IdempotencyClaim
 from app.services.operations import OperatorService
 from tests.conftest import random_user_id
 from tests.unit.harness import Harness

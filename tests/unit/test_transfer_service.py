@@ -12,8 +12,7 @@ from app.domain.errors import IdempotencyKeyReused, InsufficientBalance
 from app.domain.transfer import AccountType, AuditActor, FailureReason, Outcome, Status
 from app.ports.bus import EngineResult, PoisonMessage
 from app.ports.errors import DependencyUnavailable
-from app.ports.ledger import LedgerState
-from app.ports.store import IdempotencyClaim
+from app.ports.ledger import IdempotencyClaim, LedgerState
 from tests.unit.harness import Harness
 
 UNIT = 10**8  # one USDT
@@ -107,7 +106,9 @@ def test_a_key_claimed_by_a_crashed_attempt_is_finished_by_the_retry(harness: Ha
     harness.fund(1)
     command = harness.command(1, 5 * UNIT)
     crashed = harness.deps.ids.next_id()
-    harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=crashed, fingerprint=command.fingerprint()))
+    harness.deps.keys.claim_idempotency_key(
+        1, "k", IdempotencyClaim(request_id=crashed, fingerprint=command.fingerprint())
+    )
     result = harness.submit.transfer(command, "k")
     assert result.transfer.request_id == crashed and result.transfer.status == Status.PENDING
 
@@ -118,7 +119,9 @@ def test_a_key_claimed_long_ago_and_never_recorded_is_finished_and_visible_to_th
     harness.fund(1)
     command = harness.command(1, 5 * UNIT)
     ancient = harness.deps.ids.next_id()
-    harness.store.claim_idempotency_key(1, "k", IdempotencyClaim(request_id=ancient, fingerprint=command.fingerprint()))
+    harness.deps.keys.claim_idempotency_key(
+        1, "k", IdempotencyClaim(request_id=ancient, fingerprint=command.fingerprint())
+    )
     harness.clock.advance(days=3)  # the retry comes days later
     result = harness.submit.transfer(command, "k")
     assert result.transfer.request_id == ancient and result.transfer.status == Status.PENDING
