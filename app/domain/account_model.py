@@ -24,12 +24,13 @@ from __future__ import annotations
 import enum
 import hashlib
 
+from app.domain.money import MAX_ASSET_LEDGER
 from app.domain.transfer import AccountType
 
 _KIND_SHIFT = 120
 _MAX_LOCAL_ID = (1 << 64) - 1
-# Asset ledgers are below it: quota account ids hold an asset's ledger in 16 bits.
-KEY_CLAIMS_LEDGER = 1 << 16
+# No asset's: theirs are at most MAX_ASSET_LEDGER.
+KEY_CLAIMS_LEDGER = MAX_ASSET_LEDGER + 1
 
 
 class AccountCode(enum.IntEnum):
@@ -136,7 +137,7 @@ def key_claim_id(user_id: int, key: str) -> int:
 
 # -- daily quotas ---------------------------------------------------------
 
-_MAX_LEDGER_FOR_QUOTA = (1 << 16) - 1
+_MAX_LEDGER_FOR_QUOTA = MAX_ASSET_LEDGER
 _MAX_DAY = (1 << 16) - 1  # days since 1970-01-01: good until the year 2149
 _VERSION_BITS = 23
 MAX_QUOTA_VERSION = (1 << _VERSION_BITS) - 1

@@ -22,6 +22,10 @@ _PLAIN_DECIMAL = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?")
 MAX_AMOUNT_CHARS = 80
 
 
+# Quota account ids hold an asset's ledger in 16 bits; the ledger above is the key claims' (account_model).
+MAX_ASSET_LEDGER = (1 << 16) - 1
+
+
 @dataclass(frozen=True)
 class Asset:
     symbol: str
@@ -95,6 +99,8 @@ class AssetCatalog:
         ledgers = [asset.ledger for asset in assets]
         if len(set(ledgers)) != len(ledgers):
             raise ValueError("each asset needs its own ledger number")
+        if any(not 0 < ledger <= MAX_ASSET_LEDGER for ledger in ledgers):
+            raise ValueError(f"an asset's ledger number is 1 to {MAX_ASSET_LEDGER}")
 
     @classmethod
     def from_toml(cls, text: str) -> AssetCatalog:

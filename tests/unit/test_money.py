@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.domain.account_model import KEY_CLAIMS_LEDGER
 from app.domain.errors import ValidationFailed
-from app.domain.money import Asset, format_units, parse_amount
+from app.domain.money import MAX_ASSET_LEDGER, Asset, AssetCatalog, format_units, parse_amount
 
 ASSET = Asset(symbol="USDT", decimals=8, min_units=1, max_units=10**8 * 100_000_000, ledger=3)
 WIDE = Asset(symbol="BIG", decimals=18, min_units=1, max_units=2**100, ledger=9)
@@ -96,3 +97,10 @@ def test_formats_with_exactly_the_asset_decimals() -> None:
 
 def test_unbounded_parse_skips_transfer_limits() -> None:
     assert parse_amount("1000000000", ASSET, bounded=False) == 10**17
+
+
+@pytest.mark.parametrize("ledger", [0, MAX_ASSET_LEDGER + 1, KEY_CLAIMS_LEDGER])
+def test_an_asset_ledger_outside_the_sixteen_bits_quotas_use_is_refused(ledger: int) -> None:
+    with pytest.raises(ValueError, match="ledger number is 1 to 65535"):
+        AssetCatalog([Asset("XYZ", 8, 1, 10**20, ledger)])
+    AssetCatalog([Asset("XYZ", 8, 1, 10**20, MAX_ASSET_LEDGER)])  # the largest allowed
